@@ -1,0 +1,199 @@
+package exec
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/p2pjobs/p2pnode/protocols"
+	"github.com/p2pjobs/p2pnode/protocols/pb"
+)
+
+// Defaults applied when a Job leaves a limit at zero.
+const (
+	DefaultMemoryBytes    = 256 << 20
+	DefaultTimeout        = 60 * time.Second
+	DefaultMaxOutputBytes = 4 << 20
+)
+
+// File is a named blob: an input placed in the job's working directory or
+// an output read back from it. Name is relative ("data/x.csv").
+type File struct {
+	Name string
+	Data []byte
+}
+
+// Job is one run of a module (or of an allowlisted program).
+type Job struct {
+	ModuleHash     [32]byte // sha256 of the module bytes (unused by Exec)
+	Args           []string // argv[1:]; for Exec, Args[0] names the program
+	Env            map[string]string
+	Stdin          []byte
+	Inputs         []File
+	Outputs        []string // declared output files, read back after the run
+	MemoryBytes    uint64   // 0: executor default
+	Timeout        time.Duration
+	MaxOutputBytes uint64 // cap on stdout+stderr+outputs together
+}
+
+// Result is what a finished run produced. A non-zero ExitCode is not an
+// error.
+type Result struct {
+	ExitCode       int32
+	Stdout, Stderr []byte
+	Outputs        []File
+	Duration       time.Duration
+}
+
+// Executor runs jobs. Implementations are safe for concurrent use.
+type Executor interface {
+	// Name is "wasm" or "exec".
+	Name() string
+	// HasModule reports whether a module is ready to run (compiled and
+	// cached). The worker asks the client for the bytes otherwise.
+	HasModule(hash [32]byte) bool
+	// AddModule hashes, validates, compiles and caches a module and returns
+	// its sha256. Invalid bytes give MODULE_INVALID.
+	AddModule(ctx context.Context, module []byte) ([32]byte, error)
+	// Run runs a job to completion, the timeout or ctx's end.
+	Run(ctx context.Context, job Job) (Result, error)
+	// Close releases everything; Run must not be called afterwards.
+	Close(ctx context.Context) error
+}
+
+var _ Executor = (*Wasm)(nil)
+
+// validName checks a job file name: relative, clean, no "..", no NUL.
+func validName(name string) error {
+	switch {
+	case name == "" || name == "." || strings.ContainsRune(name, 0) || strings.Contains(name, `\`):
+		return protocols.Errorf(pb.ErrorCode_BAD_REQUEST, "exec: bad file name %q", name)
+	case path.IsAbs(name) || path.Clean(name) != name || name == ".." || strings.HasPrefix(name, "../"):
+		return protocols.Errorf(pb.ErrorCode_BAD_REQUEST, "exec: file name %q must be relative and clean", name)
+	}
+	return nil
+}
+
+func validateFiles(job *Job) error {
+	for _, f := range job.Inputs {
+		if err := validName(f.Name); err != nil {
+			return err
+		}
+	}
+	for _, n := range job.Outputs {
+		if err := validName(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// prepareDir creates a fresh working directory holding the job's inputs.
+// The caller removes it.
+func prepareDir(job *Job) (string, error) {
+	dir, err := os.MkdirTemp("", "p2pjob-")
+	if err != nil {
+		return "", protocols.Errorf(pb.ErrorCode_INTERNAL, "exec: %v", err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", protocols.Errorf(pb.ErrorCode_INTERNAL, "exec: %v", err)
+	}
+	defer root.Close()
+	for _, f := range job.Inputs {
+		if d := path.Dir(f.Name); d != "." {
+			if err := root.MkdirAll(d, 0o755); err != nil {
+				os.RemoveAll(dir)
+				return "", protocols.Errorf(pb.ErrorCode_BAD_REQUEST, "exec: input %q: %v", f.Name, err)
+			}
+		}
+		if err := root.WriteFile(f.Name, f.Data, 0o644); err != nil {
+			os.RemoveAll(dir)
+			return "", protocols.Errorf(pb.ErrorCode_BAD_REQUEST, "exec: input %q: %v", f.Name, err)
+		}
+	}
+	return dir, nil
+}
+
+// collectOutputs reads the declared outputs back from dir through an
+// os.Root, so a symlink planted by the job cannot leak host files. budget is
+// what remains of the output cap.
+func collectOutputs(dir string, names []string, budget uint64) ([]File, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, protocols.Errorf(pb.ErrorCode_INTERNAL, "exec: %v", err)
+	}
+	defer root.Close()
+	out := make([]File, 0, len(names))
+	for _, n := range names {
+		f, err := root.Open(n)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, protocols.Errorf(pb.ErrorCode_JOB_OUTPUT_MISSING, "exec: output %q was not written", n)
+			}
+			return nil, protocols.Errorf(pb.ErrorCode_JOB_OUTPUT_MISSING, "exec: output %q: %v", n, err)
+		}
+		st, err := f.Stat()
+		if err != nil || !st.Mode().IsRegular() {
+			f.Close()
+			return nil, protocols.Errorf(pb.ErrorCode_JOB_OUTPUT_MISSING, "exec: output %q is not a regular file", n)
+		}
+		if uint64(st.Size()) > budget {
+			f.Close()
+			return nil, protocols.Errorf(pb.ErrorCode_JOB_OUTPUT_TOO_LARGE, "exec: output %q (%d bytes) exceeds the output cap", n, st.Size())
+		}
+		data, err := io.ReadAll(io.LimitReader(f, int64(budget)+1))
+		f.Close()
+		if err != nil {
+			return nil, protocols.Errorf(pb.ErrorCode_INTERNAL, "exec: output %q: %v", n, err)
+		}
+		if uint64(len(data)) > budget {
+			return nil, protocols.Errorf(pb.ErrorCode_JOB_OUTPUT_TOO_LARGE, "exec: output %q exceeds the output cap", n)
+		}
+		budget -= uint64(len(data))
+		out = append(out, File{Name: n, Data: data})
+	}
+	return out, nil
+}
+
+var errOutputTooLarge = protocols.Errorf(pb.ErrorCode_JOB_OUTPUT_TOO_LARGE, "exec: stdout and stderr exceed the output cap")
+
+// outputBudget is shared by the stdout and stderr writers of one run. When
+// the job writes past it, the run's context is cancelled with
+// errOutputTooLarge so a guest that ignores write errors still stops.
+type outputBudget struct {
+	cancel context.CancelCauseFunc
+	mu     sync.Mutex // stdout and stderr may be written concurrently (Exec)
+	left   uint64     // guarded by mu
+}
+
+// cappedWriter appends to buf while the shared budget lasts.
+type cappedWriter struct {
+	buf    []byte
+	budget *outputBudget
+}
+
+func (w *cappedWriter) Write(p []byte) (int, error) {
+	w.budget.mu.Lock()
+	defer w.budget.mu.Unlock()
+	if uint64(len(p)) > w.budget.left {
+		w.budget.left = 0
+		w.budget.cancel(errOutputTooLarge)
+		return 0, errOutputTooLarge
+	}
+	w.budget.left -= uint64(len(p))
+	w.buf = append(w.buf, p...)
+	return len(p), nil
+}
+
+func removeDir(dir string) { _ = os.RemoveAll(dir) }
