@@ -293,3 +293,20 @@ func BenchmarkRunTrivialWithDir(b *testing.B) {
 		}
 	}
 }
+
+func TestSandboxRawPaths(t *testing.T) {
+	w, _, _ := newShared(t)
+	ctx := context.Background()
+	mod, err := os.ReadFile("testdata/escape.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := w.AddModule(ctx, mod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := w.Run(ctx, Job{ModuleHash: h, Inputs: []File{{Name: "a", Data: []byte("x")}}})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("escape attempt: exit %d (1: opened ../etc/passwd, 2: made a symlink out), err %v", res.ExitCode, err)
+	}
+}
