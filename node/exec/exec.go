@@ -25,6 +25,9 @@ type ExecOption func(*Exec)
 // WithExecDefaultTimeout sets the wall-clock limit of jobs that leave it at zero.
 func WithExecDefaultTimeout(d time.Duration) ExecOption { return func(e *Exec) { e.timeout = d } }
 
+// WithExecScratchDir puts job working directories under dir.
+func WithExecScratchDir(dir string) ExecOption { return func(e *Exec) { e.scratch = dir } }
+
 // WithExecDefaultMaxOutput sets the output cap of jobs that leave it at zero.
 func WithExecDefaultMaxOutput(n uint64) ExecOption { return func(e *Exec) { e.maxOutput = n } }
 
@@ -38,6 +41,7 @@ type Exec struct {
 	allow     map[string]string
 	timeout   time.Duration
 	maxOutput uint64
+	scratch   string
 }
 
 // NewExec creates an exec executor for allow (name -> absolute program path).
@@ -95,7 +99,7 @@ func (e *Exec) Run(ctx context.Context, job Job) (Result, error) {
 	if maxOut == 0 {
 		maxOut = e.maxOutput
 	}
-	dir, err := prepareDir(&job)
+	dir, err := prepareDir(e.scratch, &job)
 	if err != nil {
 		return Result{}, err
 	}

@@ -94,10 +94,10 @@ func validateFiles(job *Job) error {
 	return nil
 }
 
-// prepareDir creates a fresh working directory holding the job's inputs.
-// The caller removes it.
-func prepareDir(job *Job) (string, error) {
-	dir, err := os.MkdirTemp("", "p2pjob-")
+// prepareDir creates a fresh working directory under base (the system temp
+// directory if empty) holding the job's inputs. The caller removes it.
+func prepareDir(base string, job *Job) (string, error) {
+	dir, err := os.MkdirTemp(base, "p2pjob-")
 	if err != nil {
 		return "", protocols.Errorf(pb.ErrorCode_INTERNAL, "exec: %v", err)
 	}

@@ -4,7 +4,10 @@ import (
 	"github.com/tetratelabs/wazero/experimental"
 )
 
-const pageSize = 65536
+const (
+	pageSize    = 65536
+	smallMemory = 1 << 20 // initial memories up to this size start on the Go heap
+)
 
 // capAllocator backs one guest's linear memory and enforces the job's
 // memory cap. wazero's own limit (RuntimeConfig.WithMemoryLimitPages) is per
@@ -41,15 +44,20 @@ func (a *capAllocator) Reallocate(size uint64) []byte {
 		a.exceeded = true
 		return nil
 	}
-	if first {
-		if mem, free := reserve(a.limit); mem != nil {
-			a.mem, a.free = mem[:0], free
-		}
-	}
 	if uint64(cap(a.mem)) >= size {
 		// Reserved (mmap'd, zero) or already grown: just extend.
 		a.mem = a.mem[:size]
 		return a.mem
+	}
+	if a.free == nil && (!first || size > smallMemory) {
+		// Growing (or starting big): reserve the whole cap once so later
+		// grows neither copy nor zero. Small memories that never grow stay
+		// on the Go heap: a munmap costs more than the whole trivial run.
+		if mem, free := reserve(a.limit); mem != nil {
+			copy(mem, a.mem)
+			a.mem, a.free = mem[:size], free
+			return a.mem
+		}
 	}
 	newCap := max(size, min(2*uint64(cap(a.mem)), a.limit))
 	b := make([]byte, size, newCap)

@@ -42,6 +42,7 @@ type wasmConfig struct {
 	maxOutput      uint64
 	maxModules     int
 	realClocks     bool
+	scratch        string
 	compilationCch wazero.CompilationCache
 }
 
@@ -59,6 +60,11 @@ func WithDefaultTimeout(d time.Duration) WasmOption { return func(c *wasmConfig)
 func WithDefaultMaxOutput(bytes uint64) WasmOption {
 	return func(c *wasmConfig) { c.maxOutput = bytes }
 }
+
+// WithScratchDir puts job working directories under dir (default: the
+// system temp directory). A tmpfs makes jobs with files much cheaper: on
+// ext4 the mkdir and file creation cost about 1.5 ms per job.
+func WithScratchDir(dir string) WasmOption { return func(c *wasmConfig) { c.scratch = dir } }
 
 // WithMaxModules bounds the LRU of compiled modules.
 func WithMaxModules(n int) WasmOption { return func(c *wasmConfig) { c.maxModules = n } }
@@ -297,7 +303,7 @@ func (w *Wasm) Run(ctx context.Context, job Job) (Result, error) {
 	}
 	var dir string
 	if len(job.Inputs) > 0 || len(job.Outputs) > 0 {
-		if dir, err = prepareDir(&job); err != nil {
+		if dir, err = prepareDir(w.cfg.scratch, &job); err != nil {
 			return Result{}, err
 		}
 		defer removeDir(dir)

@@ -285,12 +285,31 @@ func BenchmarkRunTrivialParallel(b *testing.B) {
 }
 
 func BenchmarkRunTrivialWithDir(b *testing.B) {
-	w, _, triv := newShared(b)
 	ctx := context.Background()
-	for b.Loop() {
-		if _, err := w.Run(ctx, Job{ModuleHash: triv, Inputs: []File{{Name: "in", Data: []byte("x")}}}); err != nil {
-			b.Fatal(err)
+	for _, scratch := range []string{"", "/dev/shm"} {
+		name := "tmp"
+		if scratch != "" {
+			name = "shm"
+			if _, err := os.Stat(scratch); err != nil {
+				continue
+			}
 		}
+		b.Run(name, func(b *testing.B) {
+			w, err := NewWasm(WithScratchDir(scratch))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer w.Close(ctx)
+			triv, err := w.AddModule(ctx, wasm.Trivial)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if _, err := w.Run(ctx, Job{ModuleHash: triv, Inputs: []File{{Name: "in", Data: []byte("x")}}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
