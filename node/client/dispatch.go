@@ -1,0 +1,470 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/p2pjobs/p2pnode/node/events"
+	"github.com/p2pjobs/p2pnode/node/schedule"
+	"github.com/p2pjobs/p2pnode/protocols"
+	"github.com/p2pjobs/p2pnode/protocols/pb"
+)
+
+// dispatch runs one series over the awarded workers: one pipelined job
+// stream per worker, fed from the scheduler.
+type dispatch struct {
+	c         *Client
+	s         *Series
+	hash      [32]byte
+	offers    map[peer.ID]Offer
+	onOutcome func(Outcome)
+
+	mu       sync.Mutex // guards the fields below
+	sched    *schedule.Scheduler
+	outcomes []Outcome
+	ended    []bool
+	first    []time.Time // first dispatch of each job
+	attempts []int
+	changed  chan struct{} // closed and replaced on every state change
+	active   map[peer.ID]bool
+	unused   []peer.ID // bidders not yet dispatched to: the next bids
+	lastErr  map[peer.ID]error
+
+	outMu sync.Mutex // serialises onOutcome calls
+}
+
+func newDispatch(c *Client, s *Series, hash [32]byte, offers []Offer, onOutcome func(Outcome)) *dispatch {
+	d := &dispatch{c: c, s: s, hash: hash, offers: map[peer.ID]Offer{}, onOutcome: onOutcome,
+		outcomes: make([]Outcome, len(s.Jobs)), ended: make([]bool, len(s.Jobs)), first: make([]time.Time, len(s.Jobs)),
+		attempts: make([]int, len(s.Jobs)), changed: make(chan struct{}), active: map[peer.ID]bool{}, lastErr: map[peer.ID]error{}}
+	for _, o := range offers {
+		d.offers[o.Worker] = o
+	}
+	return d
+}
+
+func (d *dispatch) bids() []schedule.Bid {
+	bids := make([]schedule.Bid, 0, len(d.offers))
+	for id, o := range d.offers {
+		bids = append(bids, schedule.Bid{Worker: id.String(), PricePerJob: o.Bid.PricePerJob, MaxJobs: int(o.Bid.MaxJobs),
+			Slots: int(max(1, o.Bid.Slots)), EstStart: time.UnixMilli(o.Bid.EstStartUnixMs), EstJob: time.Duration(o.Bid.EstJobMs) * time.Millisecond})
+	}
+	return bids
+}
+
+func (d *dispatch) run(ctx context.Context) ([]Outcome, error) {
+	alloc, err := schedule.Allocate(d.bids(), len(d.s.Jobs), d.s.MaxPrice, d.s.Strategy)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	var chosen []peer.ID
+	for id := range d.offers {
+		if alloc[id.String()] > 0 {
+			chosen = append(chosen, id)
+		} else {
+			d.unused = append(d.unused, id)
+		}
+	}
+	slices.Sort(chosen)
+	// The next bids, in the order the strategy would have used them.
+	slices.SortFunc(d.unused, func(a, b peer.ID) int {
+		return int(d.offers[a].Bid.PricePerJob) - int(d.offers[b].Bid.PricePerJob)
+	})
+	if d.s.MaxWorkers > 0 && len(chosen) > d.s.MaxWorkers {
+		chosen = chosen[:d.s.MaxWorkers]
+	}
+	d.sched = schedule.NewScheduler(len(d.s.Jobs), alloc, d.s.Retries+1)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	start := func(id peer.ID) {
+		d.active[id] = true
+		d.c.log.Emit(events.Event{Kind: events.Award, Peer: id.String(), Series: d.s.ID, Price: d.offers[id].Bid.PricePerJob,
+			Attrs: map[string]any{"jobs": alloc[id.String()]}})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := d.worker(ctx, d.offers[id])
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			delete(d.active, id)
+			if err != nil {
+				d.lastErr[id] = err
+				d.c.log.Emit(events.Event{Kind: events.Error, Peer: id.String(), Series: d.s.ID, Err: err.Error()})
+			}
+			d.workerGoneLocked(id, err)
+		}()
+	}
+	d.mu.Lock()
+	for _, id := range chosen {
+		start(id)
+	}
+	for !d.sched.Finished() {
+		if d.stalledLocked() {
+			if len(d.unused) > 0 && (d.s.MaxWorkers == 0 || len(d.active) < d.s.MaxWorkers) {
+				next := d.unused[0]
+				d.unused = d.unused[1:]
+				start(next)
+				continue
+			}
+			if len(d.active) == 0 || d.sched.Stalled(d.liveLocked()) {
+				d.failPendingLocked(d.noWorkerError())
+				continue
+			}
+		}
+		ch := d.changed
+		d.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			d.mu.Lock()
+			d.failPendingLocked(fmt.Errorf("client: %w", context.Cause(ctx)))
+			d.mu.Unlock()
+			cancel()
+			wg.Wait()
+			d.mu.Lock()
+			d.failInflightLocked(fmt.Errorf("client: %w", context.Cause(ctx)))
+			d.mu.Unlock()
+			return d.outcomes, ctx.Err()
+		}
+		d.mu.Lock()
+	}
+	d.mu.Unlock()
+	d.broadcast()
+	wg.Wait()
+	return d.outcomes, nil
+}
+
+func (d *dispatch) liveLocked() []string {
+	live := make([]string, 0, len(d.active))
+	for id := range d.active {
+		live = append(live, id.String())
+	}
+	return live
+}
+
+func (d *dispatch) stalledLocked() bool {
+	return len(d.active) == 0 || d.sched.Stalled(d.liveLocked())
+}
+
+func (d *dispatch) noWorkerError() error {
+	var errs []error
+	for id, e := range d.lastErr {
+		errs = append(errs, fmt.Errorf("%s: %w", short(id), e))
+	}
+	if len(errs) == 0 {
+		return errors.New("client: no worker left that may take this job")
+	}
+	return fmt.Errorf("client: no worker left that may take this job (%w)", errors.Join(errs...))
+}
+
+func short(id peer.ID) string {
+	s := id.String()
+	if len(s) > 8 {
+		return "…" + s[len(s)-6:]
+	}
+	return s
+}
+
+// broadcast wakes everyone waiting for a state change. Callers hold d.mu
+// or know that nobody else changes state concurrently.
+func (d *dispatch) broadcast() {
+	close(d.changed)
+	d.changed = make(chan struct{})
+}
+
+// endedLocked records outcomes for jobs that just ended.
+func (d *dispatch) endLocked(idx int, o Outcome) {
+	if d.ended[idx] {
+		return
+	}
+	d.ended[idx] = true
+	o.Index, o.ID, o.Attempts = idx, d.s.Jobs[idx].ID, d.attempts[idx]
+	if !d.first[idx].IsZero() {
+		o.Elapsed = d.c.o.now().Sub(d.first[idx])
+	}
+	d.outcomes[idx] = o
+	if d.onOutcome != nil {
+		// Called under d.mu: outcome handlers must not call back into the
+		// dispatch. They only write files and update progress.
+		d.onOutcome(o)
+	}
+}
+
+func (d *dispatch) failPendingLocked(reason error) {
+	d.sched.FailPending(reason)
+	d.collectFinalLocked("")
+	d.broadcast()
+}
+
+func (d *dispatch) failInflightLocked(reason error) {
+	for i := range d.s.Jobs {
+		if !d.ended[i] {
+			d.endLocked(i, Outcome{Err: reason})
+		}
+	}
+}
+
+// collectFinalLocked records outcomes for jobs the scheduler failed for good
+// (after WorkerGone or FailPending, several may end at once).
+func (d *dispatch) collectFinalLocked(worker peer.ID) {
+	for i := range d.s.Jobs {
+		if d.ended[i] {
+			continue
+		}
+		if ended, reason := d.sched.Final(i); ended {
+			d.endLocked(i, Outcome{Worker: worker, Err: reason})
+		}
+	}
+}
+
+func (d *dispatch) workerGoneLocked(id peer.ID, err error) {
+	d.sched.WorkerGone(id.String())
+	d.collectFinalLocked(id)
+	d.broadcast()
+}
+
+// next takes the next job for worker, waiting while none is available but
+// the series is not over. It returns -1 when the worker should stop.
+func (d *dispatch) next(ctx context.Context, worker peer.ID, broken <-chan struct{}) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for {
+		if d.sched.Finished() {
+			return -1
+		}
+		if j, ok := d.sched.Next(worker.String()); ok {
+			d.attempts[j]++
+			if d.first[j].IsZero() {
+				d.first[j] = d.c.o.now()
+			}
+			d.broadcast()
+			return j
+		}
+		ch := d.changed
+		d.mu.Unlock()
+		select {
+		case <-ch:
+		case <-broken:
+			d.mu.Lock()
+			return -1
+		case <-ctx.Done():
+			d.mu.Lock()
+			return -1
+		}
+		d.mu.Lock()
+	}
+}
+
+// retryable tells failures another attempt may cure from those it cannot:
+// a trap or an out-of-memory is the job's own doing and fails everywhere.
+func retryable(err error) bool {
+	for _, c := range []pb.ErrorCode{pb.ErrorCode_JOB_TRAP, pb.ErrorCode_JOB_MEMORY, pb.ErrorCode_JOB_OUTPUT_TOO_LARGE,
+		pb.ErrorCode_JOB_OUTPUT_MISSING, pb.ErrorCode_BAD_REQUEST, pb.ErrorCode_MODULE_INVALID, pb.ErrorCode_TOO_LARGE} {
+		if errors.Is(err, protocols.Code(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// result handles one reply from worker for job idx.
+func (d *dispatch) result(worker peer.ID, idx int, r *pb.JobResult) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	defer d.broadcast()
+	w := worker.String()
+	if err := protocols.FromPB(r.Error); err != nil {
+		d.c.log.Emit(events.Event{Kind: events.JobFailed, Peer: w, Series: d.s.ID, Job: r.JobId, Err: err.Error()})
+		d.sched.Failed(idx, w, err, retryable(err))
+		if ended, reason := d.sched.Final(idx); ended {
+			d.endLocked(idx, Outcome{Worker: worker, Err: reason})
+		}
+		return
+	}
+	if err := d.checkReceipt(worker, idx, r); err != nil {
+		d.c.log.Emit(events.Event{Kind: events.Error, Peer: w, Series: d.s.ID, Job: r.JobId, Err: err.Error()})
+		d.sched.Failed(idx, w, err, true)
+		if ended, reason := d.sched.Final(idx); ended {
+			d.endLocked(idx, Outcome{Worker: worker, Err: reason})
+		}
+		return
+	}
+	d.sched.Done(idx)
+	o := Outcome{Worker: worker, Result: r, Price: d.offers[worker].Bid.PricePerJob}
+	if r.ExitCode != 0 {
+		o.Err = fmt.Errorf("exit status %d", r.ExitCode)
+	}
+	d.c.log.Emit(events.Event{Kind: events.JobFinished, Peer: w, Series: d.s.ID, Job: r.JobId, Price: o.Price,
+		Attrs: map[string]any{"ms": r.DurationMs, "exit": r.ExitCode}})
+	d.endLocked(idx, o)
+}
+
+// ErrBadReceipt means a result's receipt is missing, forged or does not
+// match the result.
+var ErrBadReceipt = errors.New("client: bad receipt")
+
+func (d *dispatch) checkReceipt(worker peer.ID, idx int, r *pb.JobResult) error {
+	rc, signer, err := protocols.VerifyReceipt(r.Receipt)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %w", ErrBadReceipt, err)
+	case signer != worker || peer.ID(rc.Client) != d.c.h.ID():
+		return fmt.Errorf("%w: signed by %s for %s", ErrBadReceipt, signer, peer.ID(rc.Client))
+	case rc.SeriesId != d.s.ID || rc.JobId != d.s.Jobs[idx].ID:
+		return fmt.Errorf("%w: for job %s/%s", ErrBadReceipt, rc.SeriesId, rc.JobId)
+	case !bytes.Equal(rc.ResultHash, protocols.ResultHash(r)):
+		return fmt.Errorf("%w: result does not match its hash", ErrBadReceipt)
+	}
+	return nil
+}
+
+// worker drives one worker's job stream until the series ends or the
+// stream breaks. In-flight jobs of a broken stream go back to the pool
+// (the caller's workerGoneLocked).
+func (d *dispatch) worker(ctx context.Context, off Offer) error {
+	id := off.Worker
+	st, err := d.c.h.NewStream(network.WithAllowLimitedConn(ctx, "p2pjobs job"), id, protocols.Job)
+	if err != nil {
+		return fmt.Errorf("open job stream: %w", err)
+	}
+	defer st.Reset() // no-op after a clean Close
+	stop := context.AfterFunc(ctx, func() { _ = st.Reset() })
+	defer stop()
+
+	w := protocols.NewWriter(st, protocols.MaxJobMsg)
+	r := protocols.NewReader(st, protocols.MaxJobMsg)
+	window := make(chan struct{}, min(max(2*int(max(1, off.Bid.Slots)), 4), 256))
+	var (
+		imu      sync.Mutex
+		inflight = map[uint64]int{} // seq -> job index
+		seq      uint64
+	)
+	broken := make(chan struct{})
+	acks := make(chan *pb.ModuleAck, 1)
+	readErr := make(chan error, 1)
+	go func() { // reader: owned by this function, ends when the stream does
+		defer close(broken)
+		for {
+			_ = st.SetReadDeadline(time.Now().Add(protocols.JobIdleTimeout + 30*time.Second))
+			var m pb.JobStreamReply
+			if err := r.Read(&m); err != nil {
+				imu.Lock()
+				n := len(inflight)
+				imu.Unlock()
+				if errors.Is(err, io.EOF) && n == 0 {
+					err = nil
+				}
+				readErr <- err
+				return
+			}
+			switch m := m.Msg.(type) {
+			case *pb.JobStreamReply_ModuleAck:
+				select {
+				case acks <- m.ModuleAck:
+				default:
+				}
+			case *pb.JobStreamReply_Result:
+				imu.Lock()
+				idx, ok := inflight[m.Result.Seq]
+				delete(inflight, m.Result.Seq)
+				imu.Unlock()
+				if !ok {
+					readErr <- fmt.Errorf("%w: result for unknown seq %d", protocols.ErrMalformed, m.Result.Seq)
+					return
+				}
+				if errors.Is(protocols.FromPB(m.Result.Error), protocols.Code(pb.ErrorCode_MODULE_MISSING)) {
+					off.Bid.HasModule = false // pushed again before the next job
+				}
+				d.result(id, idx, m.Result)
+				<-window
+			}
+		}
+	}()
+	writeJob := func(j int) error {
+		if !off.Bid.HasModule && d.s.Executor == "wasm" {
+			if err := d.pushModule(st, w, acks, broken); err != nil {
+				return err
+			}
+			off.Bid.HasModule = true
+		}
+		seq++
+		imu.Lock()
+		inflight[seq] = j
+		imu.Unlock()
+		_ = st.SetWriteDeadline(time.Now().Add(protocols.JobIdleTimeout))
+		return w.Write(&pb.JobStreamMsg{Msg: &pb.JobStreamMsg_Job{Job: d.request(j, seq, off)}})
+	}
+	for {
+		select {
+		case window <- struct{}{}:
+		case <-broken:
+			return <-readErr
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		j := d.next(ctx, id, broken)
+		if j < 0 {
+			<-window
+			break
+		}
+		if err := writeJob(j); err != nil {
+			return fmt.Errorf("send job: %w", err)
+		}
+	}
+	// Series over (or this worker stops): close our side and let the
+	// reader drain the results still in flight.
+	_ = st.CloseWrite()
+	select {
+	case <-broken:
+		if err := <-readErr; err != nil {
+			return err
+		}
+		_ = st.Close()
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (d *dispatch) pushModule(st network.Stream, w *protocols.Writer, acks <-chan *pb.ModuleAck, broken <-chan struct{}) error {
+	mod := d.s.Module
+	for off := 0; off < len(mod) || off == 0; off += protocols.ModuleChunkSize {
+		end := min(off+protocols.ModuleChunkSize, len(mod))
+		_ = st.SetWriteDeadline(time.Now().Add(protocols.JobIdleTimeout))
+		if err := w.Write(&pb.JobStreamMsg{Msg: &pb.JobStreamMsg_Chunk{Chunk: &pb.ModuleChunk{
+			ModuleHash: d.hash[:], Offset: uint64(off), Data: mod[off:end], Last: end == len(mod), TotalSize: uint64(len(mod))}}}); err != nil {
+			return fmt.Errorf("push module: %w", err)
+		}
+		if end == len(mod) {
+			break
+		}
+	}
+	select {
+	case ack := <-acks:
+		if err := protocols.FromPB(ack.Error); err != nil {
+			return fmt.Errorf("worker refused the module: %w", err)
+		}
+		return nil
+	case <-broken:
+		return errors.New("stream closed while pushing the module")
+	}
+}
+
+func (d *dispatch) request(j int, seq uint64, off Offer) *pb.JobRequest {
+	job := &d.s.Jobs[j]
+	return &pb.JobRequest{
+		Seq: seq, SeriesId: d.s.ID, JobId: job.ID, Executor: d.s.Executor, ModuleHash: d.hash[:],
+		Args: job.Args, Env: job.Env, Stdin: job.Stdin, Inputs: job.Inputs, Outputs: job.Outputs,
+		Resources: d.s.Resources, BidId: off.Bid.BidId, Price: off.Bid.PricePerJob,
+	}
+}

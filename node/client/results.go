@@ -1,0 +1,102 @@
+package client
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// ResultWriter writes each job's outputs to <dir>/<job>/ (stdout, stderr,
+// declared output files) and a line per job to <dir>/summary.jsonl.
+type ResultWriter struct {
+	dir string
+
+	mu      sync.Mutex // guards summary
+	summary *os.File
+	enc     *json.Encoder
+}
+
+// SummaryLine is one line of summary.jsonl.
+type SummaryLine struct {
+	Job      string  `json:"job"`
+	Status   string  `json:"status"` // done | failed
+	Worker   string  `json:"worker,omitempty"`
+	Attempts int     `json:"attempts"`
+	Seconds  float64 `json:"seconds"`
+	Exit     int32   `json:"exit"`
+	Price    uint64  `json:"price,omitempty"`
+	Error    string  `json:"error,omitempty"`
+	Stdout   string  `json:"stdout,omitempty"` // first line, for the table
+}
+
+// NewResultWriter creates dir and the summary file (truncated: a re-run of
+// a series replaces its summary).
+func NewResultWriter(dir string) (*ResultWriter, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("client: results: %w", err)
+	}
+	f, err := os.Create(filepath.Join(dir, "summary.jsonl"))
+	if err != nil {
+		return nil, fmt.Errorf("client: results: %w", err)
+	}
+	return &ResultWriter{dir: dir, summary: f, enc: json.NewEncoder(f)}, nil
+}
+
+// Dir is where results go.
+func (w *ResultWriter) Dir() string { return w.dir }
+
+// Line summarises an outcome.
+func Line(o Outcome) SummaryLine {
+	l := SummaryLine{Job: o.ID, Status: "done", Attempts: o.Attempts, Seconds: o.Elapsed.Seconds(), Price: o.Price}
+	if o.Worker != "" {
+		l.Worker = o.Worker.String()
+	}
+	if o.Err != nil {
+		l.Status, l.Error = "failed", o.Err.Error()
+	}
+	if o.Result != nil {
+		l.Exit = o.Result.ExitCode
+		first, _, _ := strings.Cut(string(o.Result.Stdout), "\n")
+		l.Stdout = first
+	}
+	return l
+}
+
+// Write stores one outcome.
+func (w *ResultWriter) Write(o Outcome) error {
+	var errs []error
+	if o.Result != nil {
+		jd := filepath.Join(w.dir, o.ID)
+		if err := os.MkdirAll(jd, 0o755); err != nil {
+			return fmt.Errorf("client: results: %w", err)
+		}
+		errs = append(errs, os.WriteFile(filepath.Join(jd, "stdout"), o.Result.Stdout, 0o644),
+			os.WriteFile(filepath.Join(jd, "stderr"), o.Result.Stderr, 0o644))
+		for _, f := range o.Result.Outputs {
+			// Output names were validated by the worker, but a hostile
+			// worker could send anything: keep every file inside jd.
+			name := filepath.Clean(f.Name)
+			if !filepath.IsLocal(name) {
+				errs = append(errs, fmt.Errorf("client: output name %q escapes the job directory", f.Name))
+				continue
+			}
+			p := filepath.Join(jd, name)
+			errs = append(errs, os.MkdirAll(filepath.Dir(p), 0o755), os.WriteFile(p, f.Data, 0o644))
+		}
+	}
+	w.mu.Lock()
+	errs = append(errs, w.enc.Encode(Line(o)))
+	w.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// Close syncs and closes the summary.
+func (w *ResultWriter) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return errors.Join(w.summary.Sync(), w.summary.Close())
+}

@@ -1,0 +1,207 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+)
+
+// Roles a node can take.
+const (
+	RoleAuthority = "authority"
+	RoleWorker    = "worker"
+	RoleClient    = "client"
+)
+
+// Config is a node's configuration: the config file, then flags on top.
+type Config struct {
+	Roles     []string `yaml:"roles"`
+	Listen    []string `yaml:"listen"`    // multiaddrs to listen on
+	Announce  []string `yaml:"announce"`  // public multiaddrs to advertise instead of the listen ones
+	Bootstrap []string `yaml:"bootstrap"` // authority multiaddrs with /p2p/<id>: the trust roots
+	DHTMode   string   `yaml:"dht_mode"`  // auto | server | client
+	Events    string   `yaml:"events"`    // event log path; "" = <data-dir>/events.jsonl; "off"
+	Metrics   string   `yaml:"metrics"`   // host:port for /metrics; "" = off
+
+	Worker    WorkerConfig    `yaml:"worker"`
+	Authority AuthorityConfig `yaml:"authority"`
+	NAT       NATConfig       `yaml:"nat"`
+}
+
+// WorkerConfig configures the worker role.
+type WorkerConfig struct {
+	Slots       int               `yaml:"slots"`         // concurrent jobs; 0 = number of CPUs
+	PricePerJob uint64            `yaml:"price_per_job"` // points per job
+	MaxMemory   string            `yaml:"max_memory"`    // largest per-job memory, e.g. 512MiB
+	MaxQueue    int               `yaml:"max_queue"`     // jobs accepted beyond the slots before declining
+	Executors   []string          `yaml:"executors"`     // wasm (default); exec needs exec_allow
+	ExecAllow   map[string]string `yaml:"exec_allow"`    // exec executor: name -> absolute program path
+}
+
+// AuthorityConfig configures the authority role.
+type AuthorityConfig struct {
+	TTL        time.Duration `yaml:"ttl"`         // registration lifetime without a heartbeat
+	Heartbeat  time.Duration `yaml:"heartbeat"`   // interval pushed to workers
+	MaxWorkers int           `yaml:"max_workers"` // registry size cap
+	Peers      []string      `yaml:"peers"`       // other authorities, pushed to workers
+	// Relay limits for the circuit relay v2 service.
+	RelayDuration     time.Duration `yaml:"relay_duration"`
+	RelayData         int64         `yaml:"relay_data"`
+	RelayReservations int           `yaml:"relay_reservations"`
+	RelayCircuits     int           `yaml:"relay_circuits"`
+}
+
+// NATConfig configures reachability behaviour.
+type NATConfig struct {
+	Reachability string `yaml:"reachability"` // auto | public | private
+	PortMap      bool   `yaml:"port_map"`     // UPnP / NAT-PMP
+}
+
+// DefaultConfig returns the defaults for the given roles.
+func DefaultConfig() Config {
+	return Config{
+		Roles:   []string{RoleWorker},
+		Listen:  []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"},
+		DHTMode: "auto",
+		Worker: WorkerConfig{
+			PricePerJob: 1,
+			MaxMemory:   "512MiB",
+			MaxQueue:    10000,
+			Executors:   []string{"wasm"},
+		},
+		Authority: AuthorityConfig{
+			TTL:               90 * time.Second,
+			Heartbeat:         30 * time.Second,
+			MaxWorkers:        100000,
+			RelayDuration:     10 * time.Minute,
+			RelayData:         64 << 20,
+			RelayReservations: 1024,
+			RelayCircuits:     64,
+		},
+		NAT: NATConfig{Reachability: "auto"},
+	}
+}
+
+// ErrConfig marks a bad configuration file or flag value.
+var ErrConfig = errors.New("node: bad configuration")
+
+// LoadConfig reads path over the defaults. A missing file gives the
+// defaults; unknown keys are errors, so typos do not pass silently.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return cfg, nil
+	}
+	if err != nil {
+		return cfg, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if err := yaml.NewDecoder(bytes.NewReader(data), yaml.DisallowUnknownField()).Decode(&cfg); err != nil {
+		return cfg, fmt.Errorf("%w: %s: %s", ErrConfig, path, yaml.FormatError(err, false, true))
+	}
+	return cfg, cfg.Validate()
+}
+
+// Validate checks values that the type system cannot.
+func (c *Config) Validate() error {
+	if len(c.Roles) == 0 {
+		return fmt.Errorf("%w: no role (use --role authority|worker|client)", ErrConfig)
+	}
+	for _, r := range c.Roles {
+		if r != RoleAuthority && r != RoleWorker && r != RoleClient {
+			return fmt.Errorf("%w: unknown role %q (want authority, worker or client)", ErrConfig, r)
+		}
+	}
+	switch c.DHTMode {
+	case "", "auto", "server", "client":
+	default:
+		return fmt.Errorf("%w: dht_mode %q (want auto, server or client)", ErrConfig, c.DHTMode)
+	}
+	switch c.NAT.Reachability {
+	case "", "auto", "public", "private":
+	default:
+		return fmt.Errorf("%w: nat.reachability %q (want auto, public or private)", ErrConfig, c.NAT.Reachability)
+	}
+	if _, err := ParseSize(c.Worker.MaxMemory); err != nil {
+		return fmt.Errorf("%w: worker.max_memory: %w", ErrConfig, err)
+	}
+	if c.Worker.Slots < 0 || c.Worker.MaxQueue < 0 {
+		return fmt.Errorf("%w: worker.slots and worker.max_queue must not be negative", ErrConfig)
+	}
+	return nil
+}
+
+// Has reports whether the node has role r.
+func (c *Config) Has(r string) bool { return slices.Contains(c.Roles, r) }
+
+// RoleString is the comma-joined role list ("worker,client").
+func (c *Config) RoleString() string { return strings.Join(c.Roles, ",") }
+
+// WriteDefaultConfig writes a commented default config file (p2pnode init).
+func WriteDefaultConfig(path string) error {
+	return os.WriteFile(path, []byte(defaultConfigYAML), 0o600)
+}
+
+const defaultConfigYAML = `# p2pnode configuration. Flags given on the command line override these.
+# roles: [worker]               # authority, worker, client (several allowed)
+# listen:                       # multiaddrs to listen on
+#   - /ip4/0.0.0.0/tcp/4001
+#   - /ip4/0.0.0.0/udp/4001/quic-v1
+# announce: []                  # public multiaddrs (authorities behind a fixed address)
+# bootstrap:                    # authorities; their peer IDs are this node's trust roots
+#   - /dns4/authority.example.org/tcp/4001/p2p/12D3KooW...
+# dht_mode: auto                # auto | server | client
+# events: ""                    # event log ("" = <data-dir>/events.jsonl, "off" = none)
+# metrics: ""                   # e.g. 127.0.0.1:9090 serves /metrics
+# worker:
+#   slots: 0                    # concurrent jobs (0 = number of CPUs)
+#   price_per_job: 1            # points per job
+#   max_memory: 512MiB          # largest memory a job may ask for
+#   max_queue: 10000            # jobs accepted beyond the slots
+#   executors: [wasm]           # add exec to run allow-listed programs
+#   exec_allow: {}              # name: /absolute/path/to/program
+# authority:
+#   ttl: 90s                    # a worker is dropped after this without a heartbeat
+#   heartbeat: 30s
+#   relay_duration: 10m         # circuit relay v2 limits per relayed connection
+#   relay_data: 67108864
+#   relay_reservations: 1024
+#   relay_circuits: 64
+# nat:
+#   reachability: auto          # auto | public | private
+#   port_map: false             # try UPnP / NAT-PMP
+`
+
+// ParseSize parses "512MiB", "64KB", "1GiB" or plain bytes.
+func ParseSize(s string) (uint64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, nil
+	}
+	units := []struct {
+		suffix string
+		mult   uint64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1}}
+	mult := uint64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	var n uint64
+	if _, err := fmt.Sscanf(s, "%d", &n); err != nil || fmt.Sprint(n) != s {
+		return 0, fmt.Errorf("bad size %q (e.g. 512MiB)", s)
+	}
+	if n > (1<<63)/mult {
+		return 0, fmt.Errorf("size %q too large", s)
+	}
+	return n * mult, nil
+}

@@ -1,0 +1,315 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
+	dutil "github.com/libp2p/go-libp2p/p2p/discovery/util"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/p2pjobs/p2pnode/node/authority"
+	"github.com/p2pjobs/p2pnode/node/client"
+	"github.com/p2pjobs/p2pnode/node/events"
+	"github.com/p2pjobs/p2pnode/node/exec"
+	"github.com/p2pjobs/p2pnode/node/worker"
+	"github.com/p2pjobs/p2pnode/protocols"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Node is a running p2pjobs node.
+type Node struct {
+	Host        host.Host
+	DHT         *dht.IpfsDHT
+	Key         crypto.PrivKey
+	Cfg         Config
+	Log         *events.Log
+	Authorities []peer.AddrInfo // from --bootstrap: the trust roots
+
+	Authority *authority.Service // nil unless the role is on
+	Worker    *worker.Service
+	Client    *client.Client
+
+	executors []exec.Executor
+	logger    *slog.Logger
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+type options struct {
+	log       *events.Log
+	reg       prometheus.Registerer
+	moduleDir string
+	logger    *slog.Logger
+	workerOpt []worker.Option
+	clientOpt []client.Option
+}
+
+// Option configures New.
+type Option func(*options)
+
+// WithEvents sets the event log (owned by the caller).
+func WithEvents(l *events.Log) Option { return func(o *options) { o.log = l } }
+
+// WithRegisterer exports libp2p and p2pjobs metrics to reg.
+func WithRegisterer(r prometheus.Registerer) Option { return func(o *options) { o.reg = r } }
+
+// WithModuleCache keeps compiled WASM modules on disk in dir.
+func WithModuleCache(dir string) Option { return func(o *options) { o.moduleDir = dir } }
+
+// WithLogger sets the operator log.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithWorkerOptions passes options to the worker service (tests).
+func WithWorkerOptions(w ...worker.Option) Option {
+	return func(o *options) { o.workerOpt = append(o.workerOpt, w...) }
+}
+
+// WithClientOptions passes options to the client (tests).
+func WithClientOptions(c ...client.Option) Option {
+	return func(o *options) { o.clientOpt = append(o.clientOpt, c...) }
+}
+
+// ParseBootstrap parses authority multiaddrs; each must end in /p2p/<id>.
+func ParseBootstrap(addrs []string) ([]peer.AddrInfo, error) {
+	var out []peer.AddrInfo
+	for _, s := range addrs {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --bootstrap %q: %w", ErrConfig, s, err)
+		}
+		ai, err := peer.AddrInfoFromP2pAddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --bootstrap %q must end in /p2p/<peer ID>: %w", ErrConfig, s, err)
+		}
+		out = append(out, *ai)
+	}
+	return out, nil
+}
+
+// WorkerNamespace is the DHT rendezvous key under which workers with an
+// executor advertise themselves.
+func WorkerNamespace(executor string) string { return "p2pjobs/worker/" + executor }
+
+// New starts a node with cfg's roles.
+func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_ *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	o := options{logger: slog.Default()}
+	for _, f := range opts {
+		f(&o)
+	}
+	auths, err := ParseBootstrap(cfg.Bootstrap)
+	if err != nil {
+		return nil, err
+	}
+	h, err := newHost(&cfg, key, auths, o.reg)
+	if err != nil {
+		return nil, err
+	}
+	nctx, cancel := context.WithCancel(context.Background())
+	n := &Node{Host: h, Key: key, Cfg: cfg, Log: o.log, Authorities: auths, logger: o.logger, ctx: nctx, cancel: cancel}
+	defer func() {
+		if err != nil {
+			_ = n.Close()
+		}
+	}()
+	h.Network().Notify(n.connNotifiee())
+
+	mode := dht.ModeAuto
+	switch {
+	case cfg.Has(RoleAuthority) || cfg.DHTMode == "server":
+		mode = dht.ModeServer
+	case cfg.DHTMode == "client":
+		mode = dht.ModeClient
+	}
+	n.DHT, err = dht.New(h, dht.ProtocolPrefix(protocols.DHTPrefix), dht.Mode(mode), dht.BootstrapPeers(auths...))
+	if err != nil {
+		return nil, fmt.Errorf("node: dht: %w", err)
+	}
+
+	if cfg.Has(RoleAuthority) {
+		var peers []ma.Multiaddr
+		for _, s := range append(append([]string{}, cfg.Authority.Peers...), cfg.Bootstrap...) {
+			if a, err := ma.NewMultiaddr(s); err == nil {
+				peers = append(peers, a)
+			}
+		}
+		n.Authority = authority.New(h, o.log,
+			authority.WithTTL(cfg.Authority.TTL, cfg.Authority.Heartbeat),
+			authority.WithMaxWorkers(cfg.Authority.MaxWorkers), authority.WithPeers(peers))
+	}
+	if cfg.Has(RoleWorker) {
+		if err := n.startWorker(ctx, &o); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Has(RoleClient) {
+		copts := append([]client.Option{client.WithAuthorities(auths), client.WithFinder(dhtFinder{n})}, o.clientOpt...)
+		n.Client = client.New(h, key, o.log, copts...)
+	}
+
+	// Join the network: connect to the authorities and fill the DHT's
+	// routing table. Failures are not fatal: services retry on their own.
+	for _, a := range auths {
+		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := h.Connect(cctx, a); err != nil {
+			o.logger.Warn("authority unreachable; will retry", "authority", a.ID, "err", err)
+		}
+		ccancel()
+	}
+	_ = n.DHT.Bootstrap(nctx)
+	n.Log.Emit(events.Event{Kind: events.Started, Attrs: map[string]any{"addrs": addrStrings(n.Addrs())}})
+	return n, nil
+}
+
+func (n *Node) startWorker(ctx context.Context, o *options) error {
+	cfg := &n.Cfg
+	maxMem, _ := ParseSize(cfg.Worker.MaxMemory)
+	for _, name := range cfg.Worker.Executors {
+		switch name {
+		case "wasm":
+			var wopts []exec.WasmOption
+			if o.moduleDir != "" {
+				wopts = append(wopts, exec.WithCacheDir(o.moduleDir))
+			}
+			w, err := exec.NewWasm(wopts...)
+			if err != nil {
+				return fmt.Errorf("node: wasm executor: %w", err)
+			}
+			n.executors = append(n.executors, w)
+		case "exec":
+			if len(cfg.Worker.ExecAllow) == 0 {
+				return fmt.Errorf("%w: executor exec needs worker.exec_allow (name: /path/to/program)", ErrConfig)
+			}
+			e, err := exec.NewExec(cfg.Worker.ExecAllow)
+			if err != nil {
+				return fmt.Errorf("node: exec executor: %w", err)
+			}
+			n.executors = append(n.executors, e)
+		default:
+			return fmt.Errorf("%w: unknown executor %q (wasm, exec)", ErrConfig, name)
+		}
+	}
+	slots := cfg.Worker.Slots
+	if slots == 0 {
+		slots = runtime.NumCPU()
+	}
+	wopts := append([]worker.Option{worker.WithSlots(slots), worker.WithPrice(cfg.Worker.PricePerJob),
+		worker.WithMaxMemory(maxMem), worker.WithMaxQueue(cfg.Worker.MaxQueue), worker.WithAuthorities(n.Authorities),
+		worker.WithAgent("p2pnode/" + Version)}, o.workerOpt...)
+	w, err := worker.New(n.Host, n.Key, n.executors, n.Log, wopts...)
+	if err != nil {
+		return err
+	}
+	n.Worker = w
+	// Advertise on the DHT too, so clients find workers when no authority
+	// answers. The advertiser re-provides before the records expire.
+	disc := drouting.NewRoutingDiscovery(n.DHT)
+	for _, e := range n.executors {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			dutil.Advertise(n.ctx, disc, WorkerNamespace(e.Name()))
+		}()
+	}
+	return nil
+}
+
+// dhtFinder finds workers through DHT provider records.
+type dhtFinder struct{ n *Node }
+
+func (f dhtFinder) FindWorkers(ctx context.Context, executor string, limit int) ([]peer.AddrInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	disc := drouting.NewRoutingDiscovery(f.n.DHT)
+	ch, err := disc.FindPeers(ctx, WorkerNamespace(executor))
+	if err != nil {
+		return nil, err
+	}
+	var out []peer.AddrInfo
+	for ai := range ch {
+		if ai.ID != f.n.Host.ID() {
+			out = append(out, ai)
+			if len(out) >= limit {
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// Addrs returns the node's full multiaddrs, each ending in /p2p/<id>.
+func (n *Node) Addrs() []ma.Multiaddr {
+	ai := peer.AddrInfo{ID: n.Host.ID(), Addrs: n.Host.Addrs()}
+	out, _ := peer.AddrInfoToP2pAddrs(&ai)
+	return out
+}
+
+func addrStrings(as []ma.Multiaddr) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.String()
+	}
+	return out
+}
+
+// ConnKind says whether a connection is direct or through a relay.
+func ConnKind(c network.Conn) string {
+	if c.Stat().Limited || strings.Contains(c.RemoteMultiaddr().String(), "/p2p-circuit") {
+		return "relayed"
+	}
+	return "direct"
+}
+
+func (n *Node) connNotifiee() network.Notifiee {
+	return &network.NotifyBundle{
+		ConnectedF: func(_ network.Network, c network.Conn) {
+			dir := "out"
+			if c.Stat().Direction == network.DirInbound {
+				dir = "in"
+			}
+			n.Log.Emit(events.Event{Kind: events.Connected, Peer: c.RemotePeer().String(), Conn: ConnKind(c), Dir: dir,
+				Attrs: map[string]any{"addr": c.RemoteMultiaddr().String()}})
+		},
+		DisconnectedF: func(_ network.Network, c network.Conn) {
+			n.Log.Emit(events.Event{Kind: events.Disconnected, Peer: c.RemotePeer().String(), Conn: ConnKind(c)})
+		},
+	}
+}
+
+// Close stops every service and the host.
+func (n *Node) Close() error {
+	var errs []error
+	if n.Worker != nil {
+		errs = append(errs, n.Worker.Close())
+	}
+	if n.Authority != nil {
+		errs = append(errs, n.Authority.Close())
+	}
+	n.cancel()
+	n.wg.Wait()
+	if n.DHT != nil {
+		errs = append(errs, n.DHT.Close())
+	}
+	errs = append(errs, n.Host.Close())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, e := range n.executors {
+		errs = append(errs, e.Close(ctx))
+	}
+	n.Log.Emit(events.Event{Kind: events.Stopped})
+	return errors.Join(errs...)
+}

@@ -1,0 +1,57 @@
+// Package nodetest starts real p2pjobs nodes on loopback for integration
+// tests: real libp2p hosts, real sockets, no mocks. Test code only.
+package nodetest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/p2pjobs/p2pnode/node"
+)
+
+// Start runs a node with roles on 127.0.0.1, bootstrapping from auths
+// (full multiaddrs). It is closed when the test ends.
+func Start(t testing.TB, roles []string, auths []string, opts ...node.Option) *node.Node {
+	t.Helper()
+	return StartWith(t, func(c *node.Config) { c.Roles = roles; c.Bootstrap = auths }, opts...)
+}
+
+// StartWith runs a node whose config edit sets up.
+func StartWith(t testing.TB, edit func(*node.Config), opts ...node.Option) *node.Node {
+	t.Helper()
+	cfg := node.DefaultConfig()
+	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	cfg.Worker.Slots = 2
+	cfg.Authority.TTL = 3 * time.Second
+	cfg.Authority.Heartbeat = time.Second
+	edit(&cfg)
+	key, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := node.New(ctx, cfg, key, opts...)
+	if err != nil {
+		t.Fatalf("start %v: %v", cfg.Roles, err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	return n
+}
+
+// Addr is n's first full multiaddr.
+func Addr(n *node.Node) string { return n.Addrs()[0].String() }
+
+// WaitFor polls cond until it holds or the deadline passes.
+func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

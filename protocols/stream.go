@@ -1,0 +1,94 @@
+package protocols
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"google.golang.org/protobuf/proto"
+)
+
+// Exchange is one request/response protocol's shape: its maximum message
+// size and its stream deadline.
+type Exchange struct {
+	Max     int
+	Timeout time.Duration
+}
+
+// Serve handles one request/response stream the way every handler here
+// does: deadline, size-limited read, handle, write, close; reset on error
+// and on panic. A request that cannot be decoded is answered with
+// bad(err) so the peer learns why, then the stream is closed. It returns
+// the handling error for the caller's metrics and event log.
+func Serve[Req proto.Message, Resp proto.Message](s network.Stream, x Exchange, req Req,
+	handle func(Req) Resp, bad func(error) Resp) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			_ = s.Reset()
+			err = fmt.Errorf("protocols: panic in %s handler: %v", s.Protocol(), r)
+		}
+	}()
+	_ = s.SetDeadline(time.Now().Add(x.Timeout))
+	var resp Resp
+	if rerr := NewReader(s, x.Max).Read(req); rerr != nil {
+		if !errors.Is(rerr, ErrTooLarge) && !errors.Is(rerr, ErrMalformed) {
+			_ = s.Reset()
+			return rerr
+		}
+		resp, err = bad(rerr), rerr
+	} else {
+		resp = handle(req)
+	}
+	if werr := NewWriter(s, x.Max).Write(resp); werr != nil {
+		_ = s.Reset()
+		return errors.Join(err, werr)
+	}
+	return errors.Join(err, s.Close())
+}
+
+// Call opens a stream to p offering protos (newest first), sends req and
+// reads resp. It returns the protocol the peer chose.
+func Call(ctx context.Context, h host.Host, p peer.ID, protos []protocol.ID, x Exchange, req, resp proto.Message) (protocol.ID, error) {
+	ctx, cancel := context.WithTimeout(ctx, x.Timeout)
+	defer cancel()
+	s, err := h.NewStream(ctx, p, protos...)
+	if err != nil {
+		return "", fmt.Errorf("open %s to %s: %w", protos[0], shortID(p), err)
+	}
+	deadline, _ := ctx.Deadline()
+	_ = s.SetDeadline(deadline)
+	// Close the stream when ctx ends early, so a blocked read returns.
+	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
+	defer stop()
+	if err := NewWriter(s, x.Max).Write(req); err != nil {
+		_ = s.Reset()
+		return s.Protocol(), fmt.Errorf("%s to %s: send: %w", s.Protocol(), shortID(p), err)
+	}
+	_ = s.CloseWrite()
+	if err := NewReader(s, x.Max).Read(resp); err != nil {
+		_ = s.Reset()
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", err, ctx.Err())
+		}
+		return s.Protocol(), fmt.Errorf("%s to %s: receive: %w", s.Protocol(), shortID(p), err)
+	}
+	_ = s.Close()
+	return s.Protocol(), nil
+}
+
+func shortID(p peer.ID) string {
+	s := p.String()
+	if len(s) > 12 {
+		return s[len(s)-8:]
+	}
+	return s
+}
