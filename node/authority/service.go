@@ -130,7 +130,9 @@ var registerX = protocols.Exchange{Max: protocols.MaxRegisterMsg, Timeout: proto
 func (s *Service) handleRegister(st network.Stream) {
 	remote := st.Conn().RemotePeer()
 	err := protocols.Serve(st, registerX, &pb.RegisterRequest{},
-		func(req *pb.RegisterRequest) *pb.RegisterResponse { return s.register(remote, st.Conn().RemoteMultiaddr(), req) },
+		func(req *pb.RegisterRequest) *pb.RegisterResponse {
+			return s.register(remote, st.Conn().RemoteMultiaddr(), req)
+		},
 		func(err error) *pb.RegisterResponse { return &pb.RegisterResponse{Error: protocols.ToPB(err)} })
 	if err != nil {
 		s.log.Emit(events.Event{Kind: events.Error, Peer: remote.String(), Proto: string(protocols.Register), Err: err.Error()})

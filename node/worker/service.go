@@ -41,9 +41,9 @@ type Service struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu       sync.Mutex         // guards the fields below
+	mu       sync.Mutex          // guards the fields below
 	bids     map[string]*openBid // by bid ID
-	observed ma.Multiaddr       // our address as the last authority saw it
+	observed ma.Multiaddr        // our address as the last authority saw it
 	regs     map[peer.ID]time.Time
 	settings *pb.Settings
 }
