@@ -329,3 +329,29 @@ func TestSandboxRawPaths(t *testing.T) {
 		t.Fatalf("escape attempt: exit %d (1: opened ../etc/passwd, 2: made a symlink out), err %v", res.ExitCode, err)
 	}
 }
+
+// TestDiskCache compiles pi.wasm with an empty on-disk cache, then with a
+// new executor (as a restarted worker would) reading the same cache.
+func TestDiskCache(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	var took [2]time.Duration
+	for i := range took {
+		w, err := NewWasm(WithCacheDir(dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		h, err := w.AddModule(ctx, wasm.Pi)
+		took[i] = time.Since(start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := w.Run(ctx, Job{ModuleHash: h, Args: []string{"-samples", "1000", "-out", ""}})
+		if err != nil || res.ExitCode != 0 {
+			t.Fatalf("res %+v err %v", res, err)
+		}
+		w.Close(ctx)
+	}
+	t.Logf("pi.wasm (%d bytes) AddModule: cold %v, from disk cache %v", len(wasm.Pi), took[0], took[1])
+}
