@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,7 +85,7 @@ type pageState struct {
 		X, Y     float64
 		Stopped  bool
 	} `json:"nodes"`
-	Links     []Link `json:"links"`
+	Links     []Link                             `json:"links"`
 	Arrows    []struct{ From, To, Proto string } `json:"arrows"`
 	Transfers []struct {
 		From, To string
@@ -138,12 +139,15 @@ func seek(t *testing.T, ctx context.Context, ms float64) pageState {
 	return state(t, ctx, fmt.Sprintf(`s.time === %v`, ms))
 }
 
-func screenshot(t *testing.T, ctx context.Context, name string) {
+// screenshot saves the page as name in a temporary directory, or, when
+// VIZ_SCREENSHOT is set, at that path (with the suffix name inserted before
+// ".png" when suffix is not empty).
+func screenshot(t *testing.T, ctx context.Context, suffix string) {
 	t.Helper()
 	png := run(t, ctx, chromedp.CaptureScreenshot())
-	p := filepath.Join(t.TempDir(), name)
+	p := filepath.Join(t.TempDir(), "viz"+suffix+".png")
 	if env := os.Getenv("VIZ_SCREENSHOT"); env != "" {
-		p = env
+		p = strings.TrimSuffix(env, ".png") + suffix + ".png"
 	}
 	if err := os.WriteFile(p, png, 0o644); err != nil {
 		t.Fatal(err)
@@ -249,10 +253,25 @@ func TestBrowserDemo(t *testing.T) {
 	if n != d.Errors {
 		t.Fatalf("errors list has %d items, want %d", n, d.Errors)
 	}
-	if txt := run(t, ctx, chromedp.Text(chromedp.CSS("#errors"))); txt != "1 error (3)" {
+	if txt := run(t, ctx, chromedp.Text(chromedp.CSS("#errors"))); txt != "1 of 3 errors" {
 		t.Fatalf("errors button %q", txt)
 	}
 	run(t, ctx, chromedp.Click(chromedp.CSS("#errlist-close")))
+
+	// A frame for the screenshot: the traffic view as the first jobs go
+	// out, the client selected.
+	run(t, ctx, chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`viz.select(%q)`, d.Client)))
+	seek(t, ctx, ms(d.Awarded)+300)
+	screenshot(t, ctx, "")
+	run(t, ctx, chromedp.Click(chromedp.CSS("#view-network")))
+	run(t, ctx, chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`viz.select(%q)`, d.Authority)))
+	s = seek(t, ctx, ms(d.AllUp-700*time.Millisecond))
+	if len(s.Flashes) == 0 {
+		t.Fatalf("no neighbour-change ring at %v", d.AllUp-700*time.Millisecond)
+	}
+	screenshot(t, ctx, "-network")
+	run(t, ctx, chromedp.Click(chromedp.CSS("#view-traffic")))
+	run(t, ctx, chromedp.Evaluate[chromedp.Void](`viz.select("")`))
 
 	// Live: the page follows the end again, a node sends a message and a
 	// new worker appears.
@@ -278,11 +297,6 @@ func TestBrowserDemo(t *testing.T) {
 		t.Fatalf("live: %d nodes, arrows %+v, errors %d", len(s.Nodes), s.Arrows, s.ErrorsTotal)
 	}
 
-	// A clean frame for the screenshot: the traffic view as bids come in,
-	// worker 4 selected.
-	run(t, ctx, chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`viz.select(%q)`, d.Workers[3])))
-	seek(t, ctx, ms(d.Awarded)+300)
-	screenshot(t, ctx, "viz.png")
 }
 
 func TestBrowserScale(t *testing.T) {

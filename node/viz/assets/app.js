@@ -286,10 +286,39 @@
         nd.x = 0.5 + r * Math.cos(ang); nd.y = 0.5 + r * Math.sin(ang);
       });
     };
-    ring(groups.authority, groups.authority.length > 1 ? 0.12 : 0, -Math.PI / 2);
+    ring(groups.authority, groups.authority.length > 1 ? 0.1 : 0, -Math.PI / 2);
     const workers = groups.worker.concat(groups[""]);
-    ring(workers, 0.3, -Math.PI / 2);
-    ring(groups.client, 0.46, -Math.PI / 2 + Math.PI / Math.max(2, workers.length));
+    if (workers.length <= 36) ring(workers, 0.3, -Math.PI / 2);
+    else {
+      // a sunflower annulus: even density, no overlaps
+      const golden = Math.PI * (3 - Math.sqrt(5)), r0 = 0.16, r1 = 0.39;
+      workers.forEach((nd, k) => {
+        if (nd.pinned) return;
+        const r = Math.sqrt(r0 * r0 + (r1 * r1 - r0 * r0) * (k + 0.5) / workers.length), a = k * golden;
+        nd.x = 0.5 + r * Math.cos(a); nd.y = 0.5 + r * Math.sin(a);
+      });
+    }
+    // clients on an outer arc centred on the left, spreading round as they multiply
+    const nc = groups.client.length, step = Math.min((2 * Math.PI) / Math.max(nc, 1), Math.PI / 5);
+    groups.client.forEach((nd, k) => {
+      if (nd.pinned) return;
+      const a = Math.PI + (k - (nc - 1) / 2) * step;
+      nd.x = 0.5 + 0.5 * Math.cos(a); nd.y = 0.5 + 0.5 * Math.sin(a);
+    });
+    fitBox();
+  }
+  // box is the part of the layout plane that is shown: the nodes' bounding
+  // box, recomputed on layout (not while dragging, so nothing jumps).
+  let box = { x0: 0, y0: 0, x1: 1, y1: 1 };
+  function fitBox() {
+    let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+    for (const a of D.nodes) {
+      if (!isFinite(a.x)) continue;
+      x0 = Math.min(x0, a.x); x1 = Math.max(x1, a.x); y0 = Math.min(y0, a.y); y1 = Math.max(y1, a.y);
+    }
+    if (x0 > x1) { box = { x0: 0, y0: 0, x1: 1, y1: 1 }; return; }
+    const cx = (x0 + x1) / 2, cy = (y0 + y1) / 2, w = Math.max(x1 - x0, 0.3), h = Math.max(y1 - y0, 0.3);
+    box = { x0: cx - w / 2, x1: cx + w / 2, y0: cy - h / 2, y1: cy + h / 2 };
   }
   function placeNew() { ringLayout(); }
 
@@ -343,6 +372,7 @@
       a.x = 0.5 + (a.x - (x0 + x1) / 2) * s; a.y = 0.5 + (a.y - (y0 + y1) / 2) * s;
       a.pinned = true; // keep it when new nodes arrive
     }
+    fitBox();
   }
 
   // ---- geometry ------------------------------------------------------------
@@ -354,17 +384,32 @@
     canvas.width = Math.round(W * DPR); canvas.height = Math.round(H * DPR);
     dirty();
   }
+  // The box maps, uniformly scaled and centred, into the canvas above the
+  // legend.
+  const M = 50, LEGEND = 36;
+  function scale() {
+    return Math.max(1, Math.min((W - 2 * M) / (box.x1 - box.x0), (H - 2 * M - LEGEND) / (box.y1 - box.y0)));
+  }
   function toPx(nd) {
-    const m = 46, s = Math.max(10, Math.min(W - 2 * m, H - 2 * m - 30));
-    return [W / 2 + (nd.x - 0.5) * s, (H - 30) / 2 + (nd.y - 0.5) * s];
+    const s = scale();
+    return [W / 2 + (nd.x - (box.x0 + box.x1) / 2) * s, (H - LEGEND) / 2 + (nd.y - (box.y0 + box.y1) / 2) * s];
   }
   function fromPx(x, y) {
-    const m = 46, s = Math.max(10, Math.min(W - 2 * m, H - 2 * m - 30));
-    return [0.5 + (x - W / 2) / s, 0.5 + (y - (H - 30) / 2) / s];
+    const s = scale();
+    return [(box.x0 + box.x1) / 2 + (x - W / 2) / s, (box.y0 + box.y1) / 2 + (y - (H - LEGEND) / 2) / s];
   }
+  // Sizes shrink as the network grows.
+  const crowd = () => (D.nodes.length <= 20 ? 0 : D.nodes.length <= 60 ? 1 : 2);
   function radius(nd) {
-    const big = D.nodes.length > 60 ? 0.6 : 1;
-    return (roleOf(nd) === "authority" ? 13 : 10) * big;
+    const a = roleOf(nd) === "authority";
+    return [a ? 17 : 13, a ? 13 : 10, a ? 9 : 5.5][crowd()];
+  }
+  // text draws a label with a white halo so it stays legible over lines.
+  function text(s, x, y, color, font) {
+    ctx.font = font || "11px system-ui, sans-serif";
+    ctx.lineJoin = "round"; ctx.lineWidth = 3.5; ctx.strokeStyle = "rgba(247,248,250,0.95)";
+    ctx.strokeText(s, x, y);
+    ctx.fillStyle = color; ctx.fillText(s, x, y);
   }
 
   // ---- drawing -------------------------------------------------------------
@@ -411,7 +456,7 @@
     if (d < r1 + r2 + 4) return;
     const ux = dx / d, uy = dy / d;
     // offset sideways so that the two directions do not overlap
-    const ox = -uy * 4, oy = ux * 4;
+    const ox = -uy * 7, oy = ux * 7;
     const sx = x1 + ux * (r1 + 2) + ox, sy = y1 + uy * (r1 + 2) + oy;
     const ex = x2 - ux * (r2 + 3) + ox, ey = y2 - uy * (r2 + 3) + oy;
     ctx.globalAlpha = alpha;
@@ -422,13 +467,9 @@
     ctx.lineTo(ex - ux * 9 + uy * 4.5, ey - uy * 9 - ux * 4.5);
     ctx.closePath(); ctx.fill();
     if (label) {
-      const mx = (sx + ex) / 2 + ox * 2.2, my = (sy + ey) / 2 + oy * 2.2;
-      ctx.font = "11px system-ui, sans-serif";
-      const w = ctx.measureText(label).width;
-      ctx.fillStyle = "rgba(255,255,255,0.85)";
-      ctx.fillRect(mx - w / 2 - 3, my - 8, w + 6, 15);
-      ctx.fillStyle = color; ctx.textAlign = "center"; ctx.textBaseline = "middle";
-      ctx.fillText(label, mx, my);
+      const mx = (sx + ex) / 2 + ox * 1.8, my = (sy + ey) / 2 + oy * 1.8;
+      ctx.textAlign = "center"; ctx.textBaseline = "middle";
+      text(label, mx, my, color, "600 11px system-ui, sans-serif");
     }
     ctx.globalAlpha = 1;
   }
@@ -450,12 +491,13 @@
       if (!vis[l.a] || !vis[l.b]) continue;
       const [x1, y1] = pos[l.a], [x2, y2] = pos[l.b];
       const hl = focus >= 0 && (l.a === focus || l.b === focus);
-      ctx.globalAlpha = focus >= 0 && !hl ? 0.25 : 1;
+      ctx.globalAlpha = focus >= 0 && !hl ? 0.35 : 1;
+      const c = crowd();
       if (S.view === "network") {
-        ctx.strokeStyle = hl ? "#2f6fdb" : "#9dbbef"; ctx.lineWidth = hl ? 3 : 2; ctx.setLineDash([]);
+        ctx.strokeStyle = hl ? "#2f6fdb" : "#9dbbef"; ctx.lineWidth = [2.5, 2, 1][c] + (hl ? 1.5 : 0); ctx.setLineDash([]);
       } else {
-        ctx.strokeStyle = hl ? "#1d2330" : "#c3c8d0"; ctx.lineWidth = hl ? 5 : 4;
-        ctx.setLineDash(l.kind === "relayed" ? [9, 7] : []);
+        ctx.strokeStyle = hl ? "#a9b1bd" : "#cdd2da"; ctx.lineWidth = [6, 4, 1.2][c];
+        ctx.setLineDash(l.kind === "relayed" ? [[10, 7], [8, 6], [4, 3]][c] : []);
       }
       ctx.beginPath(); ctx.moveTo(x1, y1); ctx.lineTo(x2, y2); ctx.stroke();
     }
@@ -465,17 +507,22 @@
     let arrows = [];
     if (S.view === "traffic") {
       arrows = recentMsgs(t).filter((m) => vis[m.from] && vis[m.to]);
-      const label = arrows.length <= 40;
-      for (const m of arrows) {
+      // Label the fresh arrows, once per pair and protocol, unless crowded.
+      const labelled = new Set(), label = arrows.length <= 40;
+      for (let k = arrows.length - 1; k >= 0; k--) {
+        const m = arrows[k], key = m.from + ">" + m.to + ":" + m.proto;
         const [x1, y1] = pos[m.from], [x2, y2] = pos[m.to];
-        const alpha = Math.max(0.15, 1 - m.age / WINDOW_MSG);
+        const alpha = Math.max(0.12, 1 - m.age / WINDOW_MSG);
+        const lab = label && (m.err || m.age < WINDOW_MSG / 2) && !labelled.has(key);
+        if (lab) labelled.add(key);
         arrow(x1, y1, x2, y2, radius(nodes[m.from]), radius(nodes[m.to]), m.err ? "#d62828" : "#1d2330",
-          m.err ? 2.2 : 1.6, label ? m.proto : "", alpha);
+          m.err ? 2.2 : 1.5, lab ? m.proto : "", alpha);
       }
     }
 
     // points flow: a coin travelling from payer to payee
     const xfers = recentXfers(t).filter((x) => vis[x.from] && vis[x.to]);
+    const coinLabels = xfers.length <= 20;
     for (const x of xfers) {
       const f = Math.min(1, x.age / WINDOW_XFER);
       const [x1, y1] = pos[x.from], [x2, y2] = pos[x.to];
@@ -485,9 +532,11 @@
       ctx.beginPath(); ctx.moveTo(x1, y1); ctx.lineTo(x2, y2); ctx.stroke(); ctx.setLineDash([]);
       ctx.globalAlpha = 1;
       ctx.fillStyle = "#e0a100"; ctx.strokeStyle = "#fff"; ctx.lineWidth = 1.5;
-      ctx.beginPath(); ctx.arc(cx, cy, 6, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
-      ctx.font = "bold 11px system-ui, sans-serif"; ctx.textAlign = "left"; ctx.textBaseline = "middle";
-      ctx.fillStyle = "#8a6400"; ctx.fillText("+" + x.amount, cx + 9, cy);
+      ctx.beginPath(); ctx.arc(cx, cy, coinLabels ? 6.5 : 4, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
+      if (coinLabels) {
+        ctx.textAlign = "left"; ctx.textBaseline = "middle";
+        text(x.amount + " pts", cx + 10, cy, "#8a6400", "bold 11px system-ui, sans-serif");
+      }
     }
 
     // neighbour-change rings (network view)
@@ -508,10 +557,9 @@
       const hl = n === focus;
       drawNode(nd, x, y, stop[n] ? 0.3 : 1, hl);
       if (labels || hl) {
-        ctx.font = (hl ? "bold " : "") + "11px system-ui, sans-serif";
         ctx.textAlign = "center"; ctx.textBaseline = "top";
-        ctx.fillStyle = stop[n] ? "#aab" : "#4b5563";
-        ctx.fillText(short(nd.id) + (stop[n] ? " (stopped)" : ""), x, y + radius(nd) + 4);
+        text(short(nd.id) + (stop[n] ? " (stopped)" : ""), x, y + radius(nd) + 4, stop[n] ? "#9aa1ad" : "#374151",
+          (hl ? "bold " : "") + "11px system-ui, sans-serif");
       }
     });
 
@@ -523,7 +571,7 @@
     $("count").textContent = cur + " / " + D.E.length + " events";
     const nerr = lowerIdx(D.errs, cur);
     const eb = $("errors");
-    eb.textContent = nerr + (nerr === 1 ? " error" : " errors") + (D.errs.length > nerr ? " (" + D.errs.length + ")" : "");
+    eb.textContent = (D.errs.length > nerr ? nerr + " of " + D.errs.length : nerr) + (D.errs.length === 1 ? " error" : " errors");
     eb.classList.toggle("has", nerr > 0);
     $("status").textContent = !S.loaded ? "loading…" : D.E.length ? nodes.length + " nodes · " + D.E.length + " events" +
       (D.skipped ? " · " + D.skipped + " bad lines skipped" : "") : "waiting for events…";
@@ -592,7 +640,7 @@
         <dt>Status</dt><dd>${status}</dd>
         <dt>Balance</dt><dd id="panel-balance" class="big">${bal === null ? "—" : bal + " pts"}</dd>
         <dt>Jobs</dt><dd id="panel-jobs">${started} started · <span class="ok">${finished} finished</span> · <span class="${failed ? "bad" : ""}">${failed} failed</span></dd>
-        <dt>Links</dt><dd>${conns} connections · ${nbs} neighbours</dd>
+        <dt>Links</dt><dd>${conns} connection${conns === 1 ? "" : "s"} · ${nbs} neighbour${nbs === 1 ? "" : "s"}</dd>
         <dt>Addresses</dt><dd>${nd.addrs.length ? nd.addrs.map((a) => "<code>" + esc(a) + "</code>").join("<br>") : '<span class="hint">none logged</span>'}</dd>
       </dl>
       ${jobRows ? "<h3>Jobs</h3><ul>" + jobRows + "</ul>" : ""}
