@@ -168,10 +168,19 @@ func (e *NoBidsError) Error() string {
 
 func (e *NoBidsError) Unwrap() error { return ErrNoWorkers }
 
+// Hooks let a caller follow a series as it runs. Each may be nil. They are
+// called from one goroutine at a time and must not call back into the
+// client.
+type Hooks struct {
+	// OnBids is called once, when the bids are in and before dispatch.
+	OnBids func(cands []Candidate, offers []Offer, declines []Decline)
+	// OnOutcome is called once per job, as it ends.
+	OnOutcome func(Outcome)
+}
+
 // Run discovers workers, collects bids, dispatches every job and returns
-// when each has an outcome. onOutcome (may be nil) is called once per job as
-// it ends, from one goroutine at a time.
-func (c *Client) Run(ctx context.Context, s *Series, onOutcome func(Outcome)) (*Report, error) {
+// when each has an outcome.
+func (c *Client) Run(ctx context.Context, s *Series, hooks Hooks) (*Report, error) {
 	start := c.o.now()
 	if len(s.Jobs) == 0 {
 		return nil, errors.New("client: series has no jobs")
@@ -191,10 +200,13 @@ func (c *Client) Run(ctx context.Context, s *Series, onOutcome func(Outcome)) (*
 	}
 	rep.Candidates = cands
 	rep.Offers, rep.Declines = c.CollectBids(ctx, cands, req)
+	if hooks.OnBids != nil {
+		hooks.OnBids(cands, rep.Offers, rep.Declines)
+	}
 	if len(rep.Offers) == 0 {
 		return rep, &NoBidsError{Candidates: len(cands), Declines: rep.Declines}
 	}
-	d := newDispatch(c, s, hash, rep.Offers, onOutcome)
+	d := newDispatch(c, s, hash, rep.Offers, hooks.OnOutcome)
 	rep.Outcomes, err = d.run(ctx)
 	rep.Elapsed = c.o.now().Sub(start)
 	c.log.Emit(events.Event{Kind: events.SeriesDone, Series: s.ID,

@@ -26,7 +26,8 @@ type SummaryLine struct {
 	Status   string  `json:"status"` // done | failed
 	Worker   string  `json:"worker,omitempty"`
 	Attempts int     `json:"attempts"`
-	Seconds  float64 `json:"seconds"`
+	Seconds  float64 `json:"seconds"`         // from first dispatch to outcome, queueing included
+	RunMs    uint32  `json:"run_ms,omitempty"` // the worker's own run time
 	Exit     int32   `json:"exit"`
 	Price    uint64  `json:"price,omitempty"`
 	Error    string  `json:"error,omitempty"`
@@ -59,7 +60,7 @@ func Line(o Outcome) SummaryLine {
 		l.Status, l.Error = "failed", o.Err.Error()
 	}
 	if o.Result != nil {
-		l.Exit = o.Result.ExitCode
+		l.Exit, l.RunMs = o.Result.ExitCode, o.Result.DurationMs
 		first, _, _ := strings.Cut(string(o.Result.Stdout), "\n")
 		l.Stdout = first
 	}
