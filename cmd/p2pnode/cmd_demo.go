@@ -236,4 +236,3 @@ func waitWorkers(ctx context.Context, c *client.Client, want int, d time.Duratio
 		}
 	}
 }
-

@@ -263,8 +263,8 @@ func writeReady(path string, n *node.Node) error {
 // backend adapts a node to the local API.
 type backend struct{ n *node.Node }
 
-func (b backend) Status() any                  { return b.n.Status() }
-func (b backend) Client() *client.Client       { return b.n.Client }
+func (b backend) Status() any                 { return b.n.Status() }
+func (b backend) Client() *client.Client      { return b.n.Client }
 func (b backend) Builtins() map[string][]byte { return builtins() }
 
 func builtins() map[string][]byte {

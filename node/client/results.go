@@ -26,7 +26,7 @@ type SummaryLine struct {
 	Status   string  `json:"status"` // done | failed
 	Worker   string  `json:"worker,omitempty"`
 	Attempts int     `json:"attempts"`
-	Seconds  float64 `json:"seconds"`         // from first dispatch to outcome, queueing included
+	Seconds  float64 `json:"seconds"`          // from first dispatch to outcome, queueing included
 	RunMs    uint32  `json:"run_ms,omitempty"` // the worker's own run time
 	Exit     int32   `json:"exit"`
 	Price    uint64  `json:"price,omitempty"`
