@@ -52,8 +52,15 @@ func NewIndex() *Index {
 // is sorted by time; records older than the index's last one are placed
 // after it with At raised to its time, so positions never change.
 func (x *Index) Add(batch []Record) {
-	sort.SliceStable(batch, func(i, j int) bool { return batch[i].At.Before(batch[j].At) })
-	for _, r := range batch {
+	// Sort positions, not the large records themselves.
+	order := make([]int32, len(batch))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortStableFunc(order, func(i, j int32) int { return batch[i].At.Compare(batch[j].At) })
+	x.Records = slices.Grow(x.Records, len(batch))
+	for _, k := range order {
+		r := batch[k]
 		if n := len(x.Records); n > 0 && r.At.Before(x.Records[n-1].At) {
 			r.At = x.Records[n-1].At
 		}
