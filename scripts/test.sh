@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The whole test suite: what the README names and what CI runs (.ci/run).
+#
+# Installs what the tests need beyond Go when it is missing and it can
+# (as root, with apt-get): iproute2 and nftables for the NAT lab, chromium
+# for the visualiser's browser test. Without them those tests skip and say
+# how to run them (in CI they fail instead of skipping).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+if ((${#need[@]})); then
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+		echo "test.sh: installing ${need[*]}"
+		apt-get update -qq >/dev/null
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+	else
+		echo "test.sh: ${need[*]} missing and not root: the NAT lab and browser tests will skip." >&2
+		echo "test.sh: run as root (or apt-get install ${need[*]}) to include them." >&2
+	fi
+fi
+
+echo "test.sh: gofmt and go vet"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+go vet ./...
+
+echo "test.sh: go test -race ./..."
+go test -race -timeout 25m ./...
+
+# Every decoder of wire data has a fuzz target; run each briefly so a
+# regression that panics on hostile bytes fails CI. Longer runs:
+#   go test -run '^$' -fuzz '^FuzzX$' -fuzztime 10m ./pkg
+fuzztime=${FUZZTIME:-8s}
+echo "test.sh: fuzzing ($fuzztime per target)"
+while read -r pkg target; do
+	[ -n "$pkg" ] || continue
+	go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" >/dev/null
+	echo "  ok $pkg $target"
+done < <(grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
+	for t in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //'); do
+		echo "./$(dirname "${f#./}") $t"
+	done
+done | sort -u)
+echo "test.sh: all passed"
