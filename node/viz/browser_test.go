@@ -88,8 +88,8 @@ type pageState struct {
 	Links     []Link                             `json:"links"`
 	Arrows    []struct{ From, To, Proto string } `json:"arrows"`
 	Transfers []struct {
-		From, To string
-		Amount   float64
+		From, To, Note string
+		Amount         float64
 	} `json:"transfers"`
 	Flashes []string `json:"flashes"`
 }
@@ -261,7 +261,16 @@ func TestBrowserDemo(t *testing.T) {
 	// A frame for the screenshot: the traffic view as the first jobs go
 	// out, the client selected.
 	run(t, ctx, chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`viz.select(%q)`, d.Client)))
-	seek(t, ctx, ms(d.Awarded)+300)
+	s = seek(t, ctx, ms(d.Awarded)+300)
+	locked := 0
+	for _, x := range s.Transfers {
+		if x.From == d.Client && x.Amount == 20 && x.Note == "locked" {
+			locked++
+		}
+	}
+	if locked != 4 {
+		t.Fatalf("transfers %+v", s.Transfers)
+	}
 	screenshot(t, ctx, "")
 	run(t, ctx, chromedp.Click(chromedp.CSS("#view-network")))
 	run(t, ctx, chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`viz.select(%q)`, d.Authority)))

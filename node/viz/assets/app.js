@@ -173,13 +173,16 @@
           break;
         }
         case "ledger_block": {
+          const prevBal = nd.led.length ? balanceOf(D.E[nd.led[nd.led.length - 1]]) : null;
           nd.led.push(i);
-          const cp = (e.cp || 0) - 1, amt = Number((e.a || {}).amount || 0);
+          const cp = (e.cp || 0) - 1;
           if (cp >= 0 && cp !== n) {
             seen(cp, i);
-            // Both sides of a transfer log a block: draw the receiver's, or
-            // the payer's when the receiver has no log here.
-            if (amt > 0 || (amt < 0 && !D.nodes[cp].logs)) D.xfers.push(i);
+            const f = flowOf(e, prevBal);
+            e.flow = f;
+            // Both sides of a transfer may log a block: draw the payer's,
+            // or the receiver's when the payer has no log here.
+            if (f.out || !D.nodes[cp].logs) D.xfers.push(i);
           }
           break;
         }
@@ -245,14 +248,31 @@
     }
     return out;
   }
+  // flowOf tells which way a ledger block moves points, and how many, from
+  // the block's kind (package ledger's names), else the sign of amount, else
+  // the change of the node's balance.
+  const OUT = { transfer_out: "", escrow_lock: "locked", escrow_release: "paid", escrow_refund: "refunded" };
+  const IN = { transfer_in: "", mint: "minted" };
+  function balanceOf(e) { const b = (e.a || {}).balance; return b === undefined ? null : Number(b); }
+  function flowOf(e, prevBal) {
+    const a = e.a || {}, kind = String(a.kind || "").toLowerCase().replace(/^block_/, "");
+    let amount = Number(a.amount || 0), out;
+    if (kind in OUT) out = true;
+    else if (kind in IN) out = false;
+    else if (amount < 0) out = true;
+    else if (prevBal !== null && balanceOf(e) !== null && balanceOf(e) !== prevBal) {
+      out = balanceOf(e) < prevBal;
+      if (!amount) amount = Math.abs(balanceOf(e) - prevBal);
+    } else out = false;
+    return { out, amount: Math.abs(amount), note: OUT[kind] || IN[kind] || "" };
+  }
   function recentXfers(t) {
     const lo = firstAfterTime(t - WINDOW_XFER), hi = firstAfterTime(t);
     const a = lowerIdx(D.xfers, lo), b = lowerIdx(D.xfers, hi);
     const out = [];
     for (let k = Math.max(a, b - 100); k < b; k++) {
-      const i = D.xfers[k], e = D.E[i], amt = Number(e.a.amount), cp = e.cp - 1;
-      out.push(amt > 0 ? { i, from: cp, to: e.n, amount: amt, age: t - D.T[i] }
-        : { i, from: e.n, to: cp, amount: -amt, age: t - D.T[i] });
+      const i = D.xfers[k], e = D.E[i], f = e.flow, cp = e.cp - 1;
+      out.push({ i, from: f.out ? e.n : cp, to: f.out ? cp : e.n, amount: f.amount, note: f.note, age: t - D.T[i] });
     }
     return out;
   }
@@ -266,9 +286,7 @@
   }
   function balanceAt(nd, cur) {
     const j = lastBefore(nd.led, cur);
-    if (j < 0) return null;
-    const b = (D.E[j].a || {}).balance;
-    return b === undefined ? null : Number(b);
+    return j < 0 ? null : balanceOf(D.E[j]);
   }
 
   // ---- layout --------------------------------------------------------------
@@ -535,7 +553,7 @@
       ctx.beginPath(); ctx.arc(cx, cy, coinLabels ? 6.5 : 4, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
       if (coinLabels) {
         ctx.textAlign = "left"; ctx.textBaseline = "middle";
-        text(x.amount + " pts", cx + 10, cy, "#8a6400", "bold 11px system-ui, sans-serif");
+        text(x.amount + " pts" + (x.note ? " " + x.note : ""), cx + 10, cy, "#8a6400", "bold 11px system-ui, sans-serif");
       }
     }
 
@@ -587,7 +605,7 @@
         stopped: stop[n] })).filter((_, n) => vis[n]),
       links: links.filter((l) => vis[l.a] && vis[l.b]).map((l) => ({ a: nodes[l.a].id, b: nodes[l.b].id, kind: l.kind })),
       arrows: arrows.map((m) => ({ from: nodes[m.from].id, to: nodes[m.to].id, proto: m.proto, err: m.err })),
-      transfers: xfers.map((x) => ({ from: nodes[x.from].id, to: nodes[x.to].id, amount: x.amount })),
+      transfers: xfers.map((x) => ({ from: nodes[x.from].id, to: nodes[x.to].id, amount: x.amount, note: x.note })),
       flashes: rings.map((f) => nodes[f.n].id),
       errors: nerr, errorsTotal: D.errs.length,
     };

@@ -146,17 +146,24 @@ func WriteDemo(dir string) (*Demo, error) {
 		}
 		n.log.Emit(events.Event{Kind: events.Neighbours, Attrs: map[string]any{"peers": ids}})
 	}
-	balance := map[*node]int{}
-	ledger := func(n, cp *node, kind string, amount int) {
-		balance[n] += amount
-		n.log.Emit(events.Event{Kind: events.LedgerBlock, Attrs: map[string]any{
-			"seq": len(d.Files) + d.Transfers, "kind": kind, "amount": amount, "counterparty": cp.ID, "balance": balance[n],
-		}})
-		d.Transfers++
+	// Ledger blocks as package ledger names them: amounts are unsigned,
+	// the kind says which way points move; delta is the change to the
+	// node's own balance.
+	balance, seq := map[*node]int{}, map[*node]int{}
+	ledger := func(n, cp *node, kind string, amount, delta int) {
+		balance[n] += delta
+		seq[n]++
+		attrs := map[string]any{"seq": seq[n], "kind": kind, "amount": amount, "balance": balance[n]}
+		if cp != nil {
+			attrs["counterparty"] = cp.ID
+			d.Transfers++
+		}
+		n.log.Emit(events.Event{Kind: events.LedgerBlock, Attrs: attrs})
 	}
 
 	started(a, "10.0.0.1")
 	neighbours(a)
+	ledger(a, nil, "mint", 10000, 10000)
 	for i, w := range ws {
 		g.at(400 + 450*i)
 		started(w, fmt.Sprintf("10.0.1.%d", i+1))
@@ -187,7 +194,8 @@ func WriteDemo(dir string) (*Demo, error) {
 	started(c, "192.168.7.20")
 	g.at(2950)
 	connect(c, a, "direct")
-	ledger(c, a, "mint", 1000)
+	ledger(a, c, "transfer_out", 1000, -1000)
+	ledger(c, a, "transfer_in", 1000, 1000)
 	neighbours(c, a)
 	g.at(3000)
 	msg(c, a, ProtoDiscover, 120, "")
@@ -224,9 +232,8 @@ func WriteDemo(dir string) (*Demo, error) {
 	winners := []*node{ws[0], ws[1], ws[3], ws[4]}
 	for _, w := range winners {
 		c.log.Emit(events.Event{Kind: events.Award, Peer: w.ID, Series: "s1", Attrs: map[string]any{"jobs": 2}})
+		ledger(c, w, "escrow_lock", 20, -20)
 	}
-	ledger(c, a, "escrow", -80)
-	ledger(a, c, "escrow_held", 80)
 	d.Awarded = 3600 * time.Millisecond
 
 	t := 3700
@@ -248,8 +255,8 @@ func WriteDemo(dir string) (*Demo, error) {
 				w.log.Emit(events.Event{Kind: events.JobFailed, Peer: c.ID, Series: "s1", Job: id, Err: "exit status 1"})
 				msg(w, c, ProtoJob, 300, "")
 				c.log.Emit(events.Event{Kind: events.JobFailed, Peer: w.ID, Series: "s1", Job: id, Err: "exit status 1"})
-				ledger(a, c, "refund", -10)
-				ledger(c, a, "refund", 10)
+				ledger(a, c, "escrow_refund", 10, 0)
+				ledger(c, a, "transfer_in", 10, 10)
 				continue
 			}
 			w.log.Emit(events.Event{Kind: events.JobFinished, Peer: c.ID, Series: "s1", Job: id, Attrs: map[string]any{"ms": 850, "exit": 0}})
@@ -257,8 +264,8 @@ func WriteDemo(dir string) (*Demo, error) {
 			c.log.Emit(events.Event{Kind: events.JobFinished, Peer: w.ID, Series: "s1", Job: id, Attrs: map[string]any{"ms": 850, "exit": 0}})
 			g.at(t + 60*k + 20)
 			msg(a, w, ProtoLedger, 330, "")
-			ledger(a, w, "release", -10)
-			ledger(w, a, "release", 10)
+			ledger(a, w, "escrow_release", 10, 0)
+			ledger(w, a, "transfer_in", 10, 10)
 		}
 		t += 400
 	}
@@ -344,9 +351,9 @@ func WriteScale(dir string, n, total int, span time.Duration, seed uint64) error
 			}
 			nd.log.Emit(events.Event{Kind: events.Neighbours, Attrs: map[string]any{"peers": ps}})
 		case x < 88:
-			amt := r.IntN(21) - 10
-			bal[i] += amt
-			nd.log.Emit(events.Event{Kind: events.LedgerBlock, Attrs: map[string]any{"kind": "transfer", "amount": amt, "counterparty": peer.ID, "balance": bal[i]}})
+			amt := 1 + r.IntN(10)
+			bal[i] -= amt
+			nd.log.Emit(events.Event{Kind: events.LedgerBlock, Attrs: map[string]any{"kind": "transfer_out", "amount": amt, "counterparty": peer.ID, "balance": bal[i]}})
 		case x < 94:
 			nd.log.Emit(events.Event{Kind: events.JobStarted, Peer: peer.ID, Series: "s", Job: fmt.Sprint(k)})
 		case x < 99:
