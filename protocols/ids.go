@@ -16,6 +16,7 @@ const (
 	Bid11    protocol.ID = "/p2pjobs/bid/1.1.0"
 	Job      protocol.ID = "/p2pjobs/job/1.0.0"
 	Solicit  protocol.ID = "/p2pjobs/solicit/1.0.0"
+	Overlay  protocol.ID = "/p2pjobs/overlay/1.0.0"
 	Ledger   protocol.ID = "/p2pjobs/ledger/1.0.0"
 
 	// DHTPrefix makes the Kademlia DHT private to p2pjobs nodes.
@@ -36,6 +37,10 @@ const (
 	ModuleChunkSize = 256 << 10
 	// MaxModuleSize bounds a whole module a worker will accept.
 	MaxModuleSize = 64 << 20
+	// MaxSolicitMsg bounds a solicitation and an aggregated proffer (a few
+	// hundred signed bids).
+	MaxSolicitMsg = 1 << 20
+	MaxOverlayMsg = 1 << 10
 )
 
 // Stream deadlines.
@@ -43,6 +48,7 @@ const (
 	RegisterTimeout = 10 * time.Second
 	DiscoverTimeout = 15 * time.Second
 	BidTimeout      = 10 * time.Second
+	OverlayTimeout  = 10 * time.Second
 	// JobIdleTimeout bounds how long a job stream may stay silent in either
 	// direction; the deadline is pushed forward on every message.
 	JobIdleTimeout = 2 * time.Minute
