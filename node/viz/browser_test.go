@@ -246,7 +246,28 @@ func TestBrowserDemo(t *testing.T) {
 		t.Fatalf("balance before any payment %q", b)
 	}
 
-	// The errors list.
+	// Drag worker 1 somewhere else; "new layout" moves the nodes again.
+	s = state(t, ctx, `true`)
+	wx, wy, _ = s.node(d.Workers[0])
+	run(t, ctx, chromedp.MouseEvent(chromedp.MousePressed, wx, wy, chromedp.ButtonLeft))
+	run(t, ctx, chromedp.MouseEvent(chromedp.MouseMoved, wx+40, wy+30, chromedp.ButtonLeft))
+	run(t, ctx, chromedp.MouseEvent(chromedp.MouseMoved, wx+80, wy+60, chromedp.ButtonLeft))
+	run(t, ctx, chromedp.MouseEvent(chromedp.MouseReleased, wx+80, wy+60, chromedp.ButtonLeft))
+	s = state(t, ctx, fmt.Sprintf(`s.nodes.some(n => n.id === %q && Math.abs(n.x - %v) < 2)`, d.Workers[0], wx+80))
+	run(t, ctx, chromedp.Click(chromedp.CSS("#layout")))
+	state(t, ctx, fmt.Sprintf(`!s.nodes.some(n => n.id === %q && Math.abs(n.x - %v) < 2)`, d.Workers[0], wx+80))
+
+	// Play from the start at 20x: time advances, then pause.
+	seek(t, ctx, 0)
+	run(t, ctx, chromedp.SetValue(chromedp.CSS("#speed"), "20"))
+	run(t, ctx, chromedp.Evaluate[chromedp.Void](`document.getElementById("speed").dispatchEvent(new Event("change"))`))
+	run(t, ctx, chromedp.Click(chromedp.CSS("#play")))
+	s = state(t, ctx, `s.playing && s.time > 500`)
+	run(t, ctx, chromedp.Click(chromedp.CSS("#play")))
+	s = state(t, ctx, `!s.playing`)
+
+	// The errors list, at the award: one error so far of three.
+	seek(t, ctx, ms(d.Awarded))
 	run(t, ctx, chromedp.Click(chromedp.CSS("#errors")))
 	run(t, ctx, chromedp.WaitVisible(chromedp.CSS("#errlist")))
 	n := run(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll("#errlist-items li[data-i]").length`))
@@ -315,7 +336,11 @@ func TestBrowserScale(t *testing.T) {
 	ctx := browser(t)
 	dir := t.TempDir()
 	t0 := time.Now()
-	const nodes, total = 200, 100_000
+	nodes, total := 200, 100_000
+	if raceEnabled {
+		total = 25_000
+		t.Logf("race detector on: %d events instead of 100,000", total)
+	}
 	if err := loggen.WriteScale(dir, nodes, total, 2*time.Minute, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -352,8 +377,13 @@ func TestBrowserScale(t *testing.T) {
 	}
 	state(t, ctx, `s.count > 0`)
 	steps := time.Since(t4) / 20
-	renderMS := run(t, ctx, chromedp.Evaluate[float64](`(() => { const t = performance.now(); viz.render(); return performance.now() - t })()`))
-	t.Logf("scale: %d nodes, %d events: generate %v, server index %v, page load %v, worst seek %v, step %v, one render %.1f ms",
+	// In the page: a jump to the end and back to the start, each with its
+	// full redraw, as the slider does it.
+	renderMS := run(t, ctx, chromedp.Evaluate[float64](`(() => {
+		const t = performance.now();
+		viz.seek(vizState.end); viz.render(); viz.seek(0); viz.render();
+		return (performance.now() - t) / 2 })()`))
+	t.Logf("scale: %d nodes, %d events: generate %v, server index %v, page load %v, worst seek %v, step %v (round trips from Go); in page: jump and redraw %.1f ms",
 		nodes, total, gen.Round(time.Millisecond), index.Round(time.Millisecond), loadT.Round(time.Millisecond),
 		worst.Round(time.Millisecond), steps.Round(time.Millisecond), renderMS)
 	if loadT > 10*time.Second || worst > 2*time.Second {
