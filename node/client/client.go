@@ -195,6 +195,11 @@ func (c *Client) Run(ctx context.Context, s *Series, hooks Hooks) (*Report, erro
 	}
 	rep := &Report{SeriesID: s.ID}
 	cands, err := c.Discover(ctx, Filter{Executor: s.Executor, MaxPrice: s.MaxPrice, MinMemory: s.Resources.GetMemoryBytes()})
+	if len(cands) == 0 && (s.MaxPrice != 0 || s.Resources.GetMemoryBytes() != 0) {
+		// Nobody matched the authority-side filter: ask every worker with
+		// the executor instead, so their declines say why none fits.
+		cands, err = c.Discover(ctx, Filter{Executor: s.Executor})
+	}
 	if err != nil && len(cands) == 0 {
 		return rep, err
 	}

@@ -143,7 +143,7 @@ func (e *Exec) Run(ctx context.Context, job Job) (Result, error) {
 		res.Duration = time.Since(start)
 		return res, protocols.Errorf(pb.ErrorCode_INTERNAL, "exec: %v", err)
 	}
-	res.Outputs, err = collectOutputs(dir, job.Outputs, budget.left)
+	res.Outputs, err = collectOutputs(dir, job.Outputs, budget.left, res.ExitCode)
 	res.Duration = time.Since(start)
 	return res, err
 }

@@ -64,9 +64,15 @@ func TestExecInputsOutputs(t *testing.T) {
 	if err != nil || res.ExitCode == 0 || len(res.Stderr) == 0 {
 		t.Fatalf("res %+v err %v", res, err)
 	}
-	_, err = e.Run(ctx, Job{Args: []string{"cat", "x"}, Outputs: []string{"missing"}})
+	// Exit 0 without a declared output: the job is broken.
+	_, err = e.Run(ctx, Job{Args: []string{"cat"}, Outputs: []string{"missing"}})
 	if !errors.Is(err, protocols.Code(pb.ErrorCode_JOB_OUTPUT_MISSING)) {
 		t.Fatalf("err %v", err)
+	}
+	// Non-zero exit without it: the exit code is the news, not the output.
+	res, err = e.Run(ctx, Job{Args: []string{"cat", "x"}, Outputs: []string{"missing"}})
+	if err != nil || res.ExitCode == 0 {
+		t.Fatalf("res %+v err %v, want a non-zero exit and no error", res, err)
 	}
 	_, err = e.Run(ctx, Job{Args: []string{"cat"}, Inputs: []File{{Name: "../x"}}})
 	if !errors.Is(err, protocols.Code(pb.ErrorCode_BAD_REQUEST)) {

@@ -124,8 +124,10 @@ func prepareDir(base string, job *Job) (string, error) {
 
 // collectOutputs reads the declared outputs back from dir through an
 // os.Root, so a symlink planted by the job cannot leak host files. budget is
-// what remains of the output cap.
-func collectOutputs(dir string, names []string, budget uint64) ([]File, error) {
+// what remains of the output cap. A job that exited non-zero may not have
+// written its outputs: then missing ones are skipped, so the exit code (the
+// real reason) reaches the client instead of "output missing".
+func collectOutputs(dir string, names []string, budget uint64, exitCode int32) ([]File, error) {
 	if len(names) == 0 {
 		return nil, nil
 	}
@@ -139,6 +141,9 @@ func collectOutputs(dir string, names []string, budget uint64) ([]File, error) {
 		f, err := root.Open(n)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
+				if exitCode != 0 {
+					continue
+				}
 				return nil, protocols.Errorf(pb.ErrorCode_JOB_OUTPUT_MISSING, "exec: output %q was not written", n)
 			}
 			return nil, protocols.Errorf(pb.ErrorCode_JOB_OUTPUT_MISSING, "exec: output %q: %v", n, err)

@@ -335,7 +335,7 @@ func (w *Wasm) Run(ctx context.Context, job Job) (Result, error) {
 		return res, protocols.Errorf(pb.ErrorCode_JOB_TRAP, "exec: %s", firstLine(runErr.Error()))
 	}
 	if dir != "" {
-		res.Outputs, err = collectOutputs(dir, job.Outputs, budget.left)
+		res.Outputs, err = collectOutputs(dir, job.Outputs, budget.left, res.ExitCode)
 		if err != nil {
 			res.Duration = time.Since(start)
 			return res, err

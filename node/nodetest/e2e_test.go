@@ -39,7 +39,7 @@ func TestSeriesEndToEnd(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	rep, err := cl.Client.Run(ctx, piSeries(12), nil)
+	rep, err := cl.Client.Run(ctx, piSeries(12), client.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}

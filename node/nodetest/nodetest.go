@@ -21,16 +21,22 @@ func Start(t testing.TB, roles []string, auths []string, opts ...node.Option) *n
 // StartWith runs a node whose config edit sets up.
 func StartWith(t testing.TB, edit func(*node.Config), opts ...node.Option) *node.Node {
 	t.Helper()
+	key, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return StartKeyed(t, key, edit, opts...)
+}
+
+// StartKeyed runs a node with a given identity (restart tests).
+func StartKeyed(t testing.TB, key crypto.PrivKey, edit func(*node.Config), opts ...node.Option) *node.Node {
+	t.Helper()
 	cfg := node.DefaultConfig()
 	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	cfg.Worker.Slots = 2
 	cfg.Authority.TTL = 3 * time.Second
 	cfg.Authority.Heartbeat = time.Second
 	edit(&cfg)
-	key, _, err := crypto.GenerateEd25519Key(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	n, err := node.New(ctx, cfg, key, opts...)
