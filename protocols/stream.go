@@ -11,14 +11,26 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/p2pjobs/p2pnode/protocols/pb"
 	"google.golang.org/protobuf/proto"
 )
 
 // Exchange is one request/response protocol's shape: its maximum message
-// size and its stream deadline.
+// size and its stream deadline, and who hears of each message.
 type Exchange struct {
 	Max     int
 	Timeout time.Duration
+	Trace   Tracer // may be nil
+}
+
+// Tracer hears of every message sent ("out") or received ("in"): the event
+// log and metrics hang off it. It must be cheap and must not block.
+type Tracer func(dir string, p peer.ID, proto protocol.ID, size int, err error)
+
+func (x Exchange) trace(dir string, p peer.ID, id protocol.ID, m proto.Message, err error) {
+	if x.Trace != nil {
+		x.Trace(dir, p, id, proto.Size(m), err)
+	}
 }
 
 // Serve handles one request/response stream the way every handler here
@@ -36,7 +48,10 @@ func Serve[Req proto.Message, Resp proto.Message](s network.Stream, x Exchange, 
 	}()
 	_ = s.SetDeadline(time.Now().Add(x.Timeout))
 	var resp Resp
-	if rerr := NewReader(s, x.Max).Read(req); rerr != nil {
+	remote := s.Conn().RemotePeer()
+	rerr := NewReader(s, x.Max).Read(req)
+	x.trace("in", remote, s.Protocol(), req, rerr)
+	if rerr != nil {
 		if !errors.Is(rerr, ErrTooLarge) && !errors.Is(rerr, ErrMalformed) {
 			_ = s.Reset()
 			return rerr
@@ -45,7 +60,9 @@ func Serve[Req proto.Message, Resp proto.Message](s network.Stream, x Exchange, 
 	} else {
 		resp = handle(req)
 	}
-	if werr := NewWriter(s, x.Max).Write(resp); werr != nil {
+	werr := NewWriter(s, x.Max).Write(resp)
+	x.trace("out", remote, s.Protocol(), resp, errors.Join(FromPB(errorOf(resp)), werr))
+	if werr != nil {
 		_ = s.Reset()
 		return errors.Join(err, werr)
 	}
@@ -66,12 +83,16 @@ func Call(ctx context.Context, h host.Host, p peer.ID, protos []protocol.ID, x E
 	// Close the stream when ctx ends early, so a blocked read returns.
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	defer stop()
-	if err := NewWriter(s, x.Max).Write(req); err != nil {
+	err = NewWriter(s, x.Max).Write(req)
+	x.trace("out", p, s.Protocol(), req, err)
+	if err != nil {
 		_ = s.Reset()
 		return s.Protocol(), fmt.Errorf("%s to %s: send: %w", s.Protocol(), shortID(p), err)
 	}
 	_ = s.CloseWrite()
-	if err := NewReader(s, x.Max).Read(resp); err != nil {
+	err = NewReader(s, x.Max).Read(resp)
+	x.trace("in", p, s.Protocol(), resp, errors.Join(err, FromPB(errorOf(resp))))
+	if err != nil {
 		_ = s.Reset()
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
@@ -83,6 +104,18 @@ func Call(ctx context.Context, h host.Host, p peer.ID, protos []protocol.ID, x E
 	}
 	_ = s.Close()
 	return s.Protocol(), nil
+}
+
+// errorOf finds the typed error field a response carries, if any: every
+// response message here has one (error, or decline for bids).
+func errorOf(m proto.Message) *pb.Error {
+	switch m := m.(type) {
+	case interface{ GetError() *pb.Error }:
+		return m.GetError()
+	case interface{ GetDecline() *pb.Error }:
+		return m.GetDecline()
+	}
+	return nil
 }
 
 func shortID(p peer.ID) string {

@@ -129,7 +129,7 @@ var registerX = protocols.Exchange{Max: protocols.MaxRegisterMsg, Timeout: proto
 
 func (s *Service) handleRegister(st network.Stream) {
 	remote := st.Conn().RemotePeer()
-	err := protocols.Serve(st, registerX, &pb.RegisterRequest{},
+	err := protocols.Serve(st, s.traced(registerX), &pb.RegisterRequest{},
 		func(req *pb.RegisterRequest) *pb.RegisterResponse {
 			return s.register(remote, st.Conn().RemoteMultiaddr(), req)
 		},
@@ -208,7 +208,7 @@ var discoverX = protocols.Exchange{Max: protocols.MaxDiscoverMsg, Timeout: proto
 
 func (s *Service) handleDiscover(st network.Stream) {
 	remote := st.Conn().RemotePeer()
-	err := protocols.Serve(st, discoverX, &pb.DiscoverRequest{}, s.discover,
+	err := protocols.Serve(st, s.traced(discoverX), &pb.DiscoverRequest{}, s.discover,
 		func(err error) *pb.DiscoverResponse { return &pb.DiscoverResponse{Error: protocols.ToPB(err)} })
 	if err != nil {
 		s.log.Emit(events.Event{Kind: events.Error, Peer: remote.String(), Proto: string(protocols.Discover), Err: err.Error()})
@@ -241,3 +241,9 @@ func (s *Service) discover(req *pb.DiscoverRequest) *pb.DiscoverResponse {
 
 // String describes the service for logs.
 func (s *Service) String() string { return fmt.Sprintf("authority(%d workers)", s.Workers()) }
+
+// traced hooks the event log to an exchange's messages.
+func (s *Service) traced(x protocols.Exchange) protocols.Exchange {
+	x.Trace = s.log.Message
+	return x
+}

@@ -286,7 +286,7 @@ func (c *Client) discoverAt(ctx context.Context, a peer.AddrInfo, f Filter) ([]*
 	req := &pb.DiscoverRequest{Executor: f.Executor, MinMemoryBytes: f.MinMemory, MaxPrice: f.MaxPrice, Limit: 500}
 	for page := 0; page < 100 && len(all) < c.o.maxWorkers; page++ {
 		resp := &pb.DiscoverResponse{}
-		if _, err := protocols.Call(ctx, c.h, a.ID, []protocol.ID{protocols.Discover}, discoverX, req, resp); err != nil {
+		if _, err := protocols.Call(ctx, c.h, a.ID, []protocol.ID{protocols.Discover}, c.traced(discoverX), req, resp); err != nil {
 			return all, err
 		}
 		if err := protocols.FromPB(resp.Error); err != nil {
@@ -349,7 +349,7 @@ func (c *Client) askBid(ctx context.Context, cand Candidate, req *pb.BidRequest)
 	c.h.Peerstore().AddAddrs(cand.ID, cand.Addrs, time.Hour)
 	start := c.o.now()
 	resp := &pb.BidResponse{}
-	proto, err := protocols.Call(ctx, c.h, cand.ID, c.o.bidVersions, bidX, req, resp)
+	proto, err := protocols.Call(ctx, c.h, cand.ID, c.o.bidVersions, c.traced(bidX), req, resp)
 	if err != nil {
 		return Offer{}, err
 	}
@@ -387,4 +387,10 @@ func (c *Client) CheckBid(b *pb.Bid, signer, want peer.ID, req *pb.BidRequest) e
 		return fmt.Errorf("%w: expired", ErrBadBid)
 	}
 	return nil
+}
+
+// traced hooks the event log to an exchange's messages.
+func (c *Client) traced(x protocols.Exchange) protocols.Exchange {
+	x.Trace = c.log.Message
+	return x
 }

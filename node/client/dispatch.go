@@ -16,6 +16,7 @@ import (
 	"github.com/p2pjobs/p2pnode/node/schedule"
 	"github.com/p2pjobs/p2pnode/protocols"
 	"github.com/p2pjobs/p2pnode/protocols/pb"
+	"google.golang.org/protobuf/proto"
 )
 
 // dispatch runs one series over the awarded workers: one pipelined job
@@ -367,6 +368,11 @@ func (d *dispatch) worker(ctx context.Context, off Offer) error {
 				readErr <- err
 				return
 			}
+			var rerr error
+			if r := m.GetResult(); r != nil {
+				rerr = protocols.FromPB(r.Error)
+			}
+			d.c.log.Message("in", id, protocols.Job, proto.Size(&m), rerr)
 			switch m := m.Msg.(type) {
 			case *pb.JobStreamReply_ModuleAck:
 				select {
@@ -402,7 +408,10 @@ func (d *dispatch) worker(ctx context.Context, off Offer) error {
 		inflight[seq] = j
 		imu.Unlock()
 		_ = st.SetWriteDeadline(time.Now().Add(protocols.JobIdleTimeout))
-		return w.Write(&pb.JobStreamMsg{Msg: &pb.JobStreamMsg_Job{Job: d.request(j, seq, off)}})
+		msg := &pb.JobStreamMsg{Msg: &pb.JobStreamMsg_Job{Job: d.request(j, seq, off)}}
+		err := w.Write(msg)
+		d.c.log.Message("out", id, protocols.Job, proto.Size(msg), err)
+		return err
 	}
 	for {
 		select {

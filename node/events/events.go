@@ -17,6 +17,9 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
 // SchemaVersion of the event log format.
@@ -141,6 +144,22 @@ func (l *Log) Emit(e Event) {
 		return
 	}
 	l.err = l.enc.Encode(&e)
+}
+
+// Message records a protocol message sent (dir "out") or received ("in").
+// Its signature matches protocols.Tracer.
+func (l *Log) Message(dir string, p peer.ID, proto protocol.ID, size int, err error) {
+	if l == nil {
+		return
+	}
+	e := Event{Kind: MsgRecv, Peer: p.String(), Proto: string(proto), Size: size, Dir: dir}
+	if dir == "out" {
+		e.Kind = MsgSent
+	}
+	if err != nil {
+		e.Err = err.Error()
+	}
+	l.Emit(e)
 }
 
 // Flush writes buffered events out.

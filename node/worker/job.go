@@ -16,6 +16,7 @@ import (
 	"github.com/p2pjobs/p2pnode/node/exec"
 	"github.com/p2pjobs/p2pnode/protocols"
 	"github.com/p2pjobs/p2pnode/protocols/pb"
+	"google.golang.org/protobuf/proto"
 )
 
 // Bounds on a job request's strings and counts, beyond the frame cap.
@@ -76,6 +77,7 @@ func (js *jobStream) serve() (err error) {
 			}
 			return err
 		}
+		js.s.log.Message("in", js.client, protocols.Job, proto.Size(&m), nil)
 		switch m := m.Msg.(type) {
 		case *pb.JobStreamMsg_Chunk:
 			if err := js.chunk(m.Chunk); err != nil {
@@ -122,7 +124,13 @@ func (js *jobStream) reply(m *pb.JobStreamReply) error {
 	js.wmu.Lock()
 	defer js.wmu.Unlock()
 	_ = js.st.SetWriteDeadline(time.Now().Add(protocols.JobIdleTimeout))
-	return js.w.Write(m)
+	err := js.w.Write(m)
+	var rerr error
+	if r := m.GetResult(); r != nil {
+		rerr = protocols.FromPB(r.Error)
+	}
+	js.s.log.Message("out", js.client, protocols.Job, proto.Size(m), errors.Join(rerr, err))
+	return err
 }
 
 func (js *jobStream) fail(req *pb.JobRequest, err error) error {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -36,6 +37,7 @@ type Service struct {
 	slots     chan struct{} // semaphore: one token per running job
 	queued    atomic.Int64  // jobs accepted and not finished (running + waiting for a slot)
 	estJobNs  atomic.Int64  // moving average of job run time
+	capacity  *Capacity     // the wonk, kept current (capacity.go)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -46,6 +48,8 @@ type Service struct {
 	observed ma.Multiaddr        // our address as the last authority saw it
 	regs     map[peer.ID]time.Time
 	settings *pb.Settings
+	loops    map[peer.ID]bool // authorities with a register loop
+	kick     chan struct{}    // closed (and replaced) to re-register at once
 }
 
 type openBid struct {
@@ -66,8 +70,14 @@ type options struct {
 	capacity    float64
 	authorities []peer.AddrInfo
 	agent       string
+	onAuthority func(peer.AddrInfo)
 	now         func() time.Time
 	bidVersions []protocol.ID
+	// Pricing policy (bid.go): points per job-second, load surcharge, and
+	// clients refused.
+	pricePerSecond float64
+	loadSurcharge  float64
+	deny           []peer.ID
 }
 
 // Option configures a Service.
@@ -88,8 +98,23 @@ func WithMaxQueue(n int) Option { return func(o *options) { o.maxQueue = n } }
 // WithCapacity sets the measured capacity (wonks) instead of measuring.
 func WithCapacity(c float64) Option { return func(o *options) { o.capacity = c } }
 
+// WithPricing sets the price per estimated job-second (on top of the base
+// price per job, which stays the minimum) and the load surcharge (0.5:
+// +50 % when fully loaded).
+func WithPricing(perSecond, loadSurcharge float64) Option {
+	return func(o *options) { o.pricePerSecond, o.loadSurcharge = perSecond, loadSurcharge }
+}
+
+// WithDeny refuses bids to these clients (CLIENT_REFUSED).
+func WithDeny(clients ...peer.ID) Option {
+	return func(o *options) { o.deny = append(o.deny, clients...) }
+}
+
 // WithAuthorities sets the authorities to register with.
 func WithAuthorities(a []peer.AddrInfo) Option { return func(o *options) { o.authorities = a } }
+
+// WithOnAuthority is called for each authority learned from settings.
+func WithOnAuthority(f func(peer.AddrInfo)) Option { return func(o *options) { o.onAuthority = f } }
 
 // WithClock injects time (tests).
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
@@ -114,13 +139,15 @@ func New(h host.Host, key crypto.PrivKey, executors []exec.Executor, log *events
 	if len(executors) == 0 {
 		return nil, errors.New("worker: no executor")
 	}
+	capacity := FixedCapacity(o.capacity)
 	if o.capacity == 0 {
-		o.capacity = MeasureCapacity()
+		capacity = NewCapacity(MeasureCapacity, SystemLoad)
+		o.capacity, _ = capacity.Now(0)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{h: h, key: key, log: log, o: o, executors: map[string]exec.Executor{},
-		slots: make(chan struct{}, o.slots), ctx: ctx, cancel: cancel,
-		bids: map[string]*openBid{}, regs: map[peer.ID]time.Time{}}
+		slots: make(chan struct{}, o.slots), ctx: ctx, cancel: cancel, capacity: capacity,
+		bids: map[string]*openBid{}, regs: map[peer.ID]time.Time{}, loops: map[peer.ID]bool{}, kick: make(chan struct{})}
 	for _, e := range executors {
 		s.executors[e.Name()] = e
 	}
@@ -129,11 +156,46 @@ func New(h host.Host, key crypto.PrivKey, executors []exec.Executor, log *events
 		h.SetStreamHandler(v, s.handleBid)
 	}
 	h.SetStreamHandler(protocols.Job, s.handleJob)
+	// Re-register at once when our addresses change (a relay reservation
+	// made, a NAT mapping learned), so clients get addresses that work.
+	sub, err := h.EventBus().Subscribe(new(event.EvtLocalAddressesUpdated))
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer sub.Close()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-sub.Out():
+				s.mu.Lock()
+				close(s.kick)
+				s.kick = make(chan struct{})
+				s.mu.Unlock()
+			}
+		}
+	}()
 	for _, a := range o.authorities {
-		s.wg.Add(1)
-		go s.registerLoop(a)
+		s.AddAuthority(a)
 	}
 	return s, nil
+}
+
+// AddAuthority registers with a (and heartbeats) unless already doing so.
+func (s *Service) AddAuthority(a peer.AddrInfo) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.loops[a.ID] || s.ctx.Err() != nil || a.ID == s.h.ID() {
+		return false
+	}
+	s.loops[a.ID] = true
+	s.wg.Add(1)
+	go s.registerLoop(a)
+	return true
 }
 
 // Close stops accepting work, cancels running jobs and waits.
@@ -217,8 +279,11 @@ func (s *Service) registerLoop(a peer.AddrInfo) {
 	wasRegistered := false
 	for {
 		wait := backoff
+		s.mu.Lock()
+		kick := s.kick // an address change from now on re-registers at once
+		s.mu.Unlock()
 		resp := &pb.RegisterResponse{}
-		_, err := protocols.Call(s.ctx, s.h, a.ID, []protocol.ID{protocols.Register}, registerX, s.registerRequest(), resp)
+		_, err := protocols.Call(s.ctx, s.h, a.ID, []protocol.ID{protocols.Register}, s.traced(registerX), s.registerRequest(), resp)
 		if err == nil {
 			err = protocols.FromPB(resp.Error)
 		}
@@ -243,6 +308,8 @@ func (s *Service) registerLoop(a peer.AddrInfo) {
 			t.Stop()
 			return
 		case <-t.C:
+		case <-kick:
+			t.Stop()
 		}
 	}
 }
@@ -256,6 +323,16 @@ func (s *Service) onRegistered(auth peer.ID, resp *pb.RegisterResponse, first bo
 	}
 	s.settings = resp.Settings
 	s.mu.Unlock()
+	// Register with every authority this one names, too.
+	for _, raw := range resp.GetSettings().GetAuthorities() {
+		a, err := ma.NewMultiaddrBytes(raw)
+		if err != nil {
+			continue
+		}
+		if ai, err := peer.AddrInfoFromP2pAddr(a); err == nil && s.AddAuthority(*ai) && s.o.onAuthority != nil {
+			s.o.onAuthority(*ai)
+		}
+	}
 	if first {
 		attrs := map[string]any{}
 		if obs != nil {
@@ -274,7 +351,7 @@ func (s *Service) handleBid(st network.Stream) {
 		decline error
 		made    *pb.Bid
 	)
-	err := protocols.Serve(st, bidX, &pb.BidRequest{},
+	err := protocols.Serve(st, s.traced(bidX), &pb.BidRequest{},
 		func(req *pb.BidRequest) *pb.BidResponse {
 			resp, b, d := s.bid(client, req, v11)
 			made, decline = b, d
@@ -295,10 +372,13 @@ func (s *Service) handleBid(st network.Stream) {
 // bid decides on a request and signs the bid.
 func (s *Service) bid(client peer.ID, req *pb.BidRequest, v11 bool) (*pb.BidResponse, *pb.Bid, error) {
 	now := s.o.now()
+	queued := int(s.queued.Load())
+	wonk, load := s.capacity.Now(min(float64(queued)/float64(s.o.slots), 1))
 	q := Quote{
 		Executors: s.executorNames(), MaxMemory: s.o.maxMemory, Price: s.o.price, Slots: s.o.slots,
-		Queued: int(s.queued.Load()), MaxQueue: s.o.maxQueue, EstJob: time.Duration(s.estJobNs.Load()),
-		MaxTimeout: s.o.maxTimeout, Now: now,
+		Queued: queued, MaxQueue: s.o.maxQueue, EstJob: time.Duration(s.estJobNs.Load()),
+		MaxTimeout: s.o.maxTimeout, Now: now, PricePerSecond: s.o.pricePerSecond, LoadSurcharge: s.o.loadSurcharge,
+		Load: load, Client: client, Deny: s.o.deny,
 	}
 	offer, err := q.Decide(req)
 	if err != nil {
@@ -309,7 +389,7 @@ func (s *Service) bid(client peer.ID, req *pb.BidRequest, v11 bool) (*pb.BidResp
 	b := &pb.Bid{
 		SeriesId: req.SeriesId, Worker: []byte(s.h.ID()), Client: []byte(client), PricePerJob: offer.Price,
 		MaxJobs: offer.MaxJobs, EstStartUnixMs: offer.Start.UnixMilli(), EstJobMs: uint32(min(offer.PerJob.Milliseconds(), math.MaxUint32)),
-		ExpiresUnixMs: now.Add(s.o.bidTTL).UnixMilli(), Capacity: s.o.capacity, BidId: id, Slots: uint32(s.o.slots),
+		ExpiresUnixMs: now.Add(s.o.bidTTL).UnixMilli(), Capacity: wonk, BidId: id, Slots: uint32(s.o.slots),
 	}
 	if e := s.executors[req.Executor]; e != nil && len(req.ModuleHash) == 32 {
 		b.HasModule = e.HasModule([32]byte(req.ModuleHash))
@@ -332,6 +412,20 @@ func (s *Service) bid(client peer.ID, req *pb.BidRequest, v11 bool) (*pb.BidResp
 	s.bids[string(id)] = &openBid{client: client, price: offer.Price, maxJobs: offer.MaxJobs, expires: now.Add(s.o.bidTTL)}
 	s.mu.Unlock()
 	return &pb.BidResponse{Bid: sb}, b, nil
+}
+
+// MakeBid decides on req for client, which may have asked through the
+// overlay (a solicitation), and returns the signed bid or the typed decline.
+// The bid names this worker's addresses, relay addresses included.
+func (s *Service) MakeBid(client peer.ID, req *pb.BidRequest) (*pb.SignedBid, error) {
+	resp, b, err := s.bid(client, req, true)
+	if err != nil {
+		s.log.Emit(events.Event{Kind: events.Decline, Peer: client.String(), Series: req.SeriesId, Proto: string(protocols.Solicit), Err: err.Error()})
+		return nil, err
+	}
+	s.log.Emit(events.Event{Kind: events.BidMade, Peer: client.String(), Series: b.SeriesId, Price: b.PricePerJob, Proto: string(protocols.Solicit),
+		Attrs: map[string]any{"jobs": b.MaxJobs, "est_ms": b.EstJobMs}})
+	return resp.Bid, nil
 }
 
 func (s *Service) expireBidsLocked(now time.Time) {
@@ -373,4 +467,10 @@ func (s *Service) returnAward(bidID []byte) {
 	if b := s.bids[string(bidID)]; b != nil && b.used > 0 {
 		b.used--
 	}
+}
+
+// traced hooks the event log to an exchange's messages.
+func (s *Service) traced(x protocols.Exchange) protocols.Exchange {
+	x.Trace = s.log.Message
+	return x
 }
