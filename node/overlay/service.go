@@ -618,6 +618,31 @@ func NewSolicitation(client peer.ID, addrs []ma.Multiaddr, req *pb.BidRequest, t
 	return m
 }
 
+// Flood hands m to every entry worker at once (one token: their floods
+// share duplicate suppression) and merges their aggregates, verifying every
+// bid for m's client and series. It returns the merged proffer, how many
+// bids were dropped as forged or misdirected, and the entries' errors.
+func Flood(ctx context.Context, h host.Host, entries []peer.ID, m *pb.Solicitation, hop, base time.Duration) (*pb.Proffer, int, error) {
+	answers := make([]*pb.Proffer, len(entries))
+	errs := make([]error, len(entries))
+	var wg sync.WaitGroup
+	for i, e := range entries {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers[i], errs[i] = Send(ctx, h, e, m, hop, base)
+		}()
+	}
+	wg.Wait()
+	client, err := peer.IDFromBytes(m.Client)
+	if err != nil {
+		return nil, 0, protocols.Errorf(pb.ErrorCode_BAD_REQUEST, "client: %v", err)
+	}
+	agg, forged := Merge("", nil, nil, answers, BidVerifier(client, m.GetRequest().GetSeriesId()))
+	agg.Reached--
+	return agg, forged, errors.Join(errs...)
+}
+
 // ErrRefused wraps a solicitation refused by the entry worker.
 var ErrRefused = errors.New("overlay: solicitation refused")
 
