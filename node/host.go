@@ -1,14 +1,23 @@
 package node
 
 import (
+	"context"
 	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
@@ -17,6 +26,7 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -37,7 +47,7 @@ func limitsFor(cfg *Config) hostLimits {
 
 // hostOptions builds the libp2p options for cfg. Authorities (the
 // bootstrap peers) double as static relays for nodes behind NAT.
-func hostOptions(cfg *Config, key crypto.PrivKey, authorities []peer.AddrInfo, reg prometheus.Registerer) ([]libp2p.Option, error) {
+func hostOptions(cfg *Config, key crypto.PrivKey, authorities *authorityBook, reg prometheus.Registerer) ([]libp2p.Option, error) {
 	lim := limitsFor(cfg)
 	scaling := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&scaling)
@@ -107,17 +117,131 @@ func hostOptions(cfg *Config, key crypto.PrivKey, authorities []peer.AddrInfo, r
 		res.MaxReservationsPerIP = cfg.Authority.RelayReservations
 		opts = append(opts, libp2p.EnableRelayService(relay.WithResources(res)), libp2p.EnableNATService())
 	}
-	if !cfg.Has(RoleAuthority) && len(authorities) > 0 {
-		// Reserve a slot on the authorities at once (not after minutes of
-		// AutoNAT) whenever we are, or may be, behind NAT.
-		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(authorities,
-			autorelay.WithBootDelay(0), autorelay.WithMinCandidates(1), autorelay.WithBackoff(10*time.Second)))
+	if !cfg.Has(RoleAuthority) && len(authorities.list()) > 0 {
+		// The authorities are our relays: the bootstrap ones and those
+		// learned since, so relaying moves to another authority when one
+		// goes away. The relay finder runs while reachability is private or
+		// unknown; New announces "unknown" at start (see kickAutoRelay), so
+		// reservations are made within a round trip, not after minutes of
+		// AutoNAT. Two reservations when two authorities are known.
+		opts = append(opts, libp2p.EnableAutoRelayWithPeerSource(authorities.peerSource,
+			autorelay.WithBootDelay(0), autorelay.WithMinCandidates(1), autorelay.WithMaxCandidates(8),
+			autorelay.WithNumRelays(2), autorelay.WithBackoff(10*time.Second), autorelay.WithMinInterval(5*time.Second)))
 	}
 	return opts, nil
 }
 
+// peerSource feeds autorelay with the known authorities.
+func (b *authorityBook) peerSource(ctx context.Context, num int) <-chan peer.AddrInfo {
+	list := b.list()
+	ch := make(chan peer.AddrInfo, len(list))
+	for _, a := range list[:min(num, len(list))] {
+		ch <- a
+	}
+	close(ch)
+	return ch
+}
+
+// kickAutoRelay starts the relay finder at once on a node whose
+// reachability is not forced: AutoNAT v1 emits its first verdict only after
+// its boot delay and several probes, and autorelay waits for that event.
+// "Unknown" is the truth at start; AutoNAT replaces it when it knows better
+// (public stops the relay finder again).
+func kickAutoRelay(h host.Host, cfg *Config) {
+	if cfg.Has(RoleAuthority) || (cfg.NAT.Reachability != "" && cfg.NAT.Reachability != "auto") {
+		return
+	}
+	em, err := h.EventBus().Emitter(new(event.EvtLocalReachabilityChanged), eventbus.Stateful)
+	if err != nil {
+		return
+	}
+	_ = em.Emit(event.EvtLocalReachabilityChanged{Reachability: network.ReachabilityUnknown})
+	_ = em.Close()
+}
+
+// publicCIDRsEnv names ranges libp2p must treat as public internet although
+// they are private (RFC 1918) space: the "internet" segment of a NAT lab
+// (scripts/natlab.sh), or a private WAN between sites. libp2p only hole
+// punches from, and AutoNAT only tests, public addresses; without this a lab
+// built from private addresses could never punch a hole.
+const publicCIDRsEnv = "P2PNODE_PUBLIC_CIDRS"
+
+var publicCIDRsOnce sync.Once
+
+// applyPublicCIDRs removes the ranges in $P2PNODE_PUBLIC_CIDRS (comma
+// separated) from go-multiaddr's private ranges. It changes process-wide
+// state, once, before the first host starts.
+func applyPublicCIDRs() error {
+	var err error
+	publicCIDRsOnce.Do(func() {
+		v := strings.TrimSpace(os.Getenv(publicCIDRsEnv))
+		if v == "" {
+			return
+		}
+		for _, s := range strings.Split(v, ",") {
+			p, perr := netip.ParsePrefix(strings.TrimSpace(s))
+			if perr != nil || !p.Addr().Is4() {
+				err = fmt.Errorf("%w: %s: %q is not an IPv4 prefix", ErrConfig, publicCIDRsEnv, s)
+				return
+			}
+			manet.Private4 = exemptPrefix(manet.Private4, p.Masked())
+		}
+	})
+	return err
+}
+
+// exemptPrefix returns nets minus p: every net containing p is replaced by
+// the prefixes that cover it except p.
+func exemptPrefix(nets []*net.IPNet, p netip.Prefix) []*net.IPNet {
+	var out []*net.IPNet
+	for _, n := range nets {
+		np, ok := netipx(n)
+		if !ok || !np.Overlaps(p) {
+			out = append(out, n)
+			continue
+		}
+		if p.Bits() <= np.Bits() { // p covers n: n is public now
+			continue
+		}
+		// Walk down from n to p, keeping the sibling half at each level.
+		cur := np
+		for cur.Bits() < p.Bits() {
+			lo := netip.PrefixFrom(cur.Addr(), cur.Bits()+1)
+			hiAddr := cur.Addr().As4()
+			bit := cur.Bits()
+			hiAddr[bit/8] |= 1 << (7 - bit%8)
+			hi := netip.PrefixFrom(netip.AddrFrom4(hiAddr), cur.Bits()+1)
+			if lo.Overlaps(p) {
+				out = append(out, ipnet(hi))
+				cur = lo
+			} else {
+				out = append(out, ipnet(lo))
+				cur = hi
+			}
+		}
+	}
+	return out
+}
+
+func netipx(n *net.IPNet) (netip.Prefix, bool) {
+	a, ok := netip.AddrFromSlice(n.IP.To4())
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(a, ones), true
+}
+
+func ipnet(p netip.Prefix) *net.IPNet {
+	a := p.Addr().As4()
+	return &net.IPNet{IP: net.IP(a[:]), Mask: net.CIDRMask(p.Bits(), 32)}
+}
+
 // newHost builds the libp2p host.
-func newHost(cfg *Config, key crypto.PrivKey, authorities []peer.AddrInfo, reg prometheus.Registerer) (host.Host, error) {
+func newHost(cfg *Config, key crypto.PrivKey, authorities *authorityBook, reg prometheus.Registerer) (host.Host, error) {
+	if err := applyPublicCIDRs(); err != nil {
+		return nil, err
+	}
 	opts, err := hostOptions(cfg, key, authorities, reg)
 	if err != nil {
 		return nil, err

@@ -41,6 +41,8 @@ type Node struct {
 	Client    *client.Client
 
 	executors []exec.Executor
+	book      *authorityBook // every authority known: bootstrap and learned
+	nat       natState
 	logger    *slog.Logger
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -115,18 +117,27 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 	if err != nil {
 		return nil, err
 	}
-	h, err := newHost(&cfg, key, auths, o.reg)
+	self, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("node: identity: %w", err)
+	}
+	book := newAuthorityBook(self, auths)
+	h, err := newHost(&cfg, key, book, o.reg)
 	if err != nil {
 		return nil, err
 	}
 	nctx, cancel := context.WithCancel(context.Background())
-	n := &Node{Host: h, Key: key, Cfg: cfg, Log: o.log, Authorities: auths, logger: o.logger, ctx: nctx, cancel: cancel}
+	n := &Node{Host: h, Key: key, Cfg: cfg, Log: o.log, Authorities: auths, book: book, logger: o.logger, ctx: nctx, cancel: cancel}
 	defer func() {
 		if err != nil {
 			_ = n.Close()
 		}
 	}()
 	h.Network().Notify(n.connNotifiee())
+	if err := n.watchHost(); err != nil {
+		return nil, err
+	}
+	kickAutoRelay(h, &cfg)
 
 	mode := dht.ModeAuto
 	switch {
@@ -208,13 +219,19 @@ func (n *Node) startWorker(ctx context.Context, o *options) error {
 		slots = runtime.NumCPU()
 	}
 	wopts := append([]worker.Option{worker.WithSlots(slots), worker.WithPrice(cfg.Worker.PricePerJob),
-		worker.WithMaxMemory(maxMem), worker.WithMaxQueue(cfg.Worker.MaxQueue), worker.WithAuthorities(n.Authorities),
-		worker.WithAgent("p2pnode/" + Version)}, o.workerOpt...)
+		worker.WithMaxMemory(maxMem), worker.WithMaxQueue(cfg.Worker.MaxQueue), worker.WithAuthorities(n.book.list()),
+		worker.WithAgent("p2pnode/" + Version),
+		worker.WithOnAuthority(func(a peer.AddrInfo) { n.book.add(a, SourceSettings) })}, o.workerOpt...)
 	w, err := worker.New(n.Host, n.Key, n.executors, n.Log, wopts...)
 	if err != nil {
 		return err
 	}
 	n.Worker = w
+	// Register with every authority the node learns of, however learned.
+	n.book.subscribe(func(a peer.AddrInfo) { w.AddAuthority(a) })
+	for _, a := range n.book.list() { // learned while the worker started
+		w.AddAuthority(a)
+	}
 	// Advertise on the DHT too, so clients find workers when no authority
 	// answers. The advertiser re-provides before the records expire.
 	disc := drouting.NewRoutingDiscovery(n.DHT)

@@ -139,8 +139,8 @@ func (d *dispatch) run(ctx context.Context) ([]Outcome, error) {
 		}
 		d.mu.Lock()
 	}
+	d.broadcast() // under d.mu: workers still running broadcast too
 	d.mu.Unlock()
-	d.broadcast()
 	wg.Wait()
 	return d.outcomes, nil
 }
