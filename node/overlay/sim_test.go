@@ -69,9 +69,9 @@ type SimResult struct {
 	Workers, Rounds, MinDegree, MaxDegree int
 	MeanDegree                            float64
 	Connected                             bool
-	Reached                               int // distinct workers whose signed bids reached the client (one entry)
-	Ball                                  int // workers within ttl-1 hops of that entry: the most a flood can reach
-	Reached3, Ball3                       int // the same with four entries
+	Reached                               int   // distinct workers whose signed bids reached the client (one entry)
+	Ball                                  int   // workers within ttl-1 hops of that entry: the most a flood can reach
+	Reached3, Ball3                       int   // the same with four entries
 	Received, Duplicates, Forwarded       int64 // one-entry flood
 	Received3, Duplicates3                int64 // four-entry flood
 	FormTime, FloodTime, Wall             time.Duration
