@@ -16,6 +16,7 @@ import (
 	"github.com/p2pjobs/p2pnode/node"
 	"github.com/p2pjobs/p2pnode/node/api"
 	"github.com/p2pjobs/p2pnode/node/client"
+	"github.com/p2pjobs/p2pnode/node/viz"
 )
 
 func init() { register(newDemoCmd) }
@@ -26,6 +27,9 @@ type demoOptions struct {
 	Samples int
 	Dir     string
 	Stagger time.Duration
+	Viz     bool
+	Open    bool
+	VizAddr string
 }
 
 func newDemoCmd(g *globalOptions) *cobra.Command {
@@ -37,9 +41,14 @@ func newDemoCmd(g *globalOptions) *cobra.Command {
 loopback, submits a parameter sweep of the bundled WASM module (a Monte Carlo
 estimate of pi, one seed per job), shows progress, prints a summary table and
 stops everything. Every process writes its event log into one directory,
-whose path is printed: replay it with 'p2pnode viz DIR'.`,
+whose path is printed: replay it with 'p2pnode viz DIR'.
+
+With --viz, the visualiser follows the logs live from the start (its URL is
+printed), and the network keeps running after the series until Ctrl-C, so
+you can watch and replay it; Ctrl-C stops every process and keeps the logs.`,
 		Example: `  p2pnode demo
-  p2pnode demo --workers 8 --jobs 200`,
+  p2pnode demo --workers 8 --jobs 200
+  p2pnode demo --viz --open --stagger 1s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return runDemo(cmd.Context(), g, &o, cmd) },
 	}
@@ -49,6 +58,9 @@ whose path is printed: replay it with 'p2pnode viz DIR'.`,
 	f.IntVar(&o.Samples, "samples", 2_000_000, "Monte Carlo samples per job")
 	f.StringVar(&o.Dir, "dir", "", "directory for data, logs and results (default: a new temporary directory)")
 	f.DurationVar(&o.Stagger, "stagger", 150*time.Millisecond, "delay between worker starts, so the network's formation is visible")
+	f.BoolVar(&o.Viz, "viz", false, "serve the visualiser live and keep the network up after the series until Ctrl-C")
+	f.BoolVar(&o.Open, "open", false, "with --viz: open the page in a browser, if one is found")
+	f.StringVar(&o.VizAddr, "viz-listen", "127.0.0.1:0", "with --viz: address to serve the visualiser on")
 	return cmd
 }
 
@@ -135,6 +147,19 @@ func runDemo(ctx context.Context, g *globalOptions, o *demoOptions, cmd *cobra.C
 		return err
 	}
 	fmt.Fprintf(out, "demo directory: %s\nevent logs:     %s (replay: p2pnode viz %s)\n", dir, logs, logs)
+	if o.Viz {
+		vs, err := viz.Start(ctx, o.VizAddr, logs)
+		if err != nil {
+			return err
+		}
+		defer vs.Wait()
+		fmt.Fprintf(out, "visualiser:     %s\n", vs.URL())
+		if o.Open {
+			if err := openBrowser(vs.URL()); err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "p2pnode: cannot open a browser: %v\n", err)
+			}
+		}
+	}
 
 	var procs []*proc
 	defer func() {
@@ -211,8 +236,13 @@ results: %s
 	if runErr != nil {
 		return runErr
 	}
-	if failed > 0 {
+	if failed > 0 && !o.Viz {
 		return exitError{exitFailure, fmt.Errorf("%d jobs failed", failed)}
+	}
+	if o.Viz {
+		fmt.Fprintln(out, "\nthe network keeps running; press Ctrl-C to stop it")
+		<-ctx.Done()
+		return nil
 	}
 	fmt.Fprintf(out, "\nreplay the run: p2pnode viz %s\n", logs)
 	return nil
