@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // Roles a node can take.
@@ -38,11 +40,16 @@ type Config struct {
 // WorkerConfig configures the worker role.
 type WorkerConfig struct {
 	Slots       int               `yaml:"slots"`         // concurrent jobs; 0 = number of CPUs
-	PricePerJob uint64            `yaml:"price_per_job"` // points per job
+	PricePerJob uint64            `yaml:"price_per_job"` // points per job (the minimum when price_per_second is set)
 	MaxMemory   string            `yaml:"max_memory"`    // largest per-job memory, e.g. 512MiB
 	MaxQueue    int               `yaml:"max_queue"`     // jobs accepted beyond the slots before declining
 	Executors   []string          `yaml:"executors"`     // wasm (default); exec needs exec_allow
 	ExecAllow   map[string]string `yaml:"exec_allow"`    // exec executor: name -> absolute program path
+	// PricePerSecond charges per estimated job-second; LoadSurcharge adds
+	// that fraction of the price at full load; Deny lists refused clients.
+	PricePerSecond float64  `yaml:"price_per_second"`
+	LoadSurcharge  float64  `yaml:"load_surcharge"`
+	Deny           []string `yaml:"deny"`
 }
 
 // AuthorityConfig configures the authority role.
@@ -51,11 +58,27 @@ type AuthorityConfig struct {
 	Heartbeat  time.Duration `yaml:"heartbeat"`   // interval pushed to workers
 	MaxWorkers int           `yaml:"max_workers"` // registry size cap
 	Peers      []string      `yaml:"peers"`       // other authorities, pushed to workers
+	// Trust: peer IDs of other authorities whose ledger signatures this
+	// authority accepts (transfers between accounts homed at each).
+	Trust []string `yaml:"trust"`
+	// Grant gives points to each new ledger account; off by default.
+	Grant GrantConfig `yaml:"grant"`
+	// DisputeWindow: an unacknowledged receipt is paid after this (default 10m).
+	DisputeWindow time.Duration `yaml:"dispute_window"`
 	// Relay limits for the circuit relay v2 service.
 	RelayDuration     time.Duration `yaml:"relay_duration"`
 	RelayData         int64         `yaml:"relay_data"`
 	RelayReservations int           `yaml:"relay_reservations"`
 	RelayCircuits     int           `yaml:"relay_circuits"`
+}
+
+// GrantConfig gives new ledger accounts points at registration: Amount
+// (0: off), at most once per identity per PerIdentity (0: once ever) and at
+// most MaxPerHour grants an hour in all (0: no cap).
+type GrantConfig struct {
+	Amount      uint64        `yaml:"amount"`
+	PerIdentity time.Duration `yaml:"per_identity"`
+	MaxPerHour  int           `yaml:"max_per_hour"`
 }
 
 // NATConfig configures reachability behaviour.
@@ -103,7 +126,13 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return cfg, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if err := yaml.NewDecoder(bytes.NewReader(data), yaml.DisallowUnknownField()).Decode(&cfg); err != nil {
+	// A file of comments only (as init writes it) decodes to io.EOF: the
+	// defaults stand.
+	err = yaml.NewDecoder(bytes.NewReader(data), yaml.DisallowUnknownField()).Decode(&cfg)
+	switch {
+	case errors.Is(err, io.EOF):
+		cfg = DefaultConfig() // the decoder may have zeroed fields before seeing no document
+	case err != nil:
 		return cfg, fmt.Errorf("%w: %s: %s", ErrConfig, path, yaml.FormatError(err, false, true))
 	}
 	return cfg, cfg.Validate()
@@ -132,10 +161,37 @@ func (c *Config) Validate() error {
 	if _, err := ParseSize(c.Worker.MaxMemory); err != nil {
 		return fmt.Errorf("%w: worker.max_memory: %w", ErrConfig, err)
 	}
+	if c.Worker.PricePerSecond < 0 || c.Worker.LoadSurcharge < 0 {
+		return fmt.Errorf("%w: worker.price_per_second and worker.load_surcharge must not be negative", ErrConfig)
+	}
+	for _, d := range c.Worker.Deny {
+		if _, err := peer.Decode(d); err != nil {
+			return fmt.Errorf("%w: worker.deny %q: %w", ErrConfig, d, err)
+		}
+	}
+	for _, t := range c.Authority.Trust {
+		if _, err := peer.Decode(t); err != nil {
+			return fmt.Errorf("%w: authority.trust %q: %w", ErrConfig, t, err)
+		}
+	}
+	if c.Authority.Grant.MaxPerHour < 0 || c.Authority.DisputeWindow < 0 {
+		return fmt.Errorf("%w: authority.grant.max_per_hour and authority.dispute_window must not be negative", ErrConfig)
+	}
 	if c.Worker.Slots < 0 || c.Worker.MaxQueue < 0 {
 		return fmt.Errorf("%w: worker.slots and worker.max_queue must not be negative", ErrConfig)
 	}
 	return nil
+}
+
+// denied decodes Deny (checked by Validate).
+func (w *WorkerConfig) denied() []peer.ID {
+	var out []peer.ID
+	for _, d := range w.Deny {
+		if id, err := peer.Decode(d); err == nil {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // Has reports whether the node has role r.
@@ -163,6 +219,9 @@ const defaultConfigYAML = `# p2pnode configuration. Flags given on the command l
 # worker:
 #   slots: 0                    # concurrent jobs (0 = number of CPUs)
 #   price_per_job: 1            # points per job
+#   price_per_second: 0         # points per estimated job-second (price_per_job stays the minimum)
+#   load_surcharge: 0           # e.g. 0.5: +50 % when fully loaded
+#   deny: []                    # client peer IDs refused (CLIENT_REFUSED)
 #   max_memory: 512MiB          # largest memory a job may ask for
 #   max_queue: 10000            # jobs accepted beyond the slots
 #   executors: [wasm]           # add exec to run allow-listed programs
@@ -174,6 +233,12 @@ const defaultConfigYAML = `# p2pnode configuration. Flags given on the command l
 #   relay_data: 67108864
 #   relay_reservations: 1024
 #   relay_circuits: 64
+#   trust: []                   # peer IDs of other authorities whose ledger signatures count
+#   grant:                      # points for each new ledger account (off when amount is 0)
+#     amount: 0
+#     per_identity: 0s          # 0 = once per identity, ever
+#     max_per_hour: 0           # 0 = no cap
+#   dispute_window: 10m         # an unacknowledged receipt is paid after this
 # nat:
 #   reachability: auto          # auto | public | private
 #   port_map: false             # try UPnP / NAT-PMP

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The end-to-end tests build the real binary once and run the authority,
+// the workers and the client as separate OS processes on loopback.
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "p2pnode-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "p2pnode")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// daemon runs the binary until the test ends and returns its ready info.
+func daemon(t *testing.T, name string, args ...string) Ready {
+	t.Helper()
+	dir := t.TempDir()
+	ready := filepath.Join(dir, "ready.json")
+	args = append(args, "--data-dir", filepath.Join(dir, "data"), "--listen", "/ip4/127.0.0.1/tcp/0",
+		"--ready-file", ready, "--log-level", "warn")
+	cmd := exec.Command(binary(t), args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var r Ready
+		if data, err := os.ReadFile(ready); err == nil && json.Unmarshal(data, &r) == nil {
+			return r
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("%s exited early: %v\n%s", name, err, out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready:\n%s", name, out.String())
+		}
+	}
+}
+
+// p2pnode runs one command to completion and returns its output and exit code.
+func p2pnode(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary(t), args...).CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0
+	case errors.As(err, &ee):
+		return string(out), ee.ExitCode()
+	default:
+		t.Fatalf("p2pnode %v: %v", args, err)
+		return "", -1
+	}
+}
+
+func writeSpec(t *testing.T, dir, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, "sweep.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// waitRegistered polls until n workers are registered with the authority,
+// by asking a throw-away client (the ledger-free discover path).
+func startNetwork(t *testing.T, workers int) string {
+	t.Helper()
+	auth := daemon(t, "authority", "--role", "authority")
+	addr := auth.Addrs[0]
+	for i := range workers {
+		daemon(t, fmt.Sprintf("worker-%d", i), "--role", "worker", "--bootstrap", addr, "--slots", "2")
+	}
+	return addr
+}
+
+func TestSubmitEndToEnd(t *testing.T) {
+	addr := startNetwork(t, 2)
+	dir := t.TempDir()
+	spec := writeSpec(t, dir, `name: e2e
+module: builtin:pi
+args: ["-seed", "{seed}", "-samples", "100000"]
+params:
+  seed: {from: 1, to: 12}
+outputs: [result.json]
+resources: {memory: 64MiB, timeout: 30s}
+`)
+	data := filepath.Join(dir, "client")
+	var out string
+	var code int
+	// Workers register within a heartbeat; a submit before that finds none.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, code = p2pnode(t, "submit", spec, "--bootstrap", addr, "--data-dir", data)
+		if code == 0 || time.Now().After(deadline) || !strings.Contains(out, "no workers found") {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if code != 0 {
+		t.Fatalf("submit exit %d:\n%s", code, out)
+	}
+	if !strings.Contains(out, "12 jobs: 12 done, 0 failed") {
+		t.Errorf("summary line missing:\n%s", out)
+	}
+	f, err := os.Open(filepath.Join(dir, "results", "e2e", "summary.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n := 0
+	for sc := bufio.NewScanner(f); sc.Scan(); n++ {
+		var l struct{ Job, Status string }
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil || l.Status != "done" {
+			t.Errorf("summary line %q: %v", sc.Text(), err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "results", "e2e", l.Job, "result.json")); err != nil {
+			t.Errorf("%s: %v", l.Job, err)
+		}
+	}
+	if n != 12 {
+		t.Errorf("%d summary lines, want 12", n)
+	}
+
+	// A job that fails makes the exit code 1, and its reason is printed.
+	spec = writeSpec(t, dir, `name: e2e-fail
+module: builtin:pi
+args: ["{mode}", "-samples", "1000"]
+params:
+  mode: ["-trap", "-env"]
+resources: {timeout: 10s}
+retries: 0
+`)
+	out, code = p2pnode(t, "submit", spec, "--bootstrap", addr, "--data-dir", data)
+	if code != 1 || !strings.Contains(out, "FAILED: exit status 2") || !strings.Contains(out, "1 done, 1 failed") {
+		t.Errorf("failing series: exit %d, want 1 with the reason:\n%s", code, out)
+	}
+}
+
+func TestSubmitBadInput(t *testing.T) {
+	dir := t.TempDir()
+	cases := map[string]string{
+		"unknown key":    "name: x\nmodule: builtin:pi\nbogus: 1\n",
+		"bad range":      "name: x\nmodule: builtin:pi\nparams:\n  s: {from: 1, to: 5, step: 0}\n",
+		"missing module": "name: x\nmodule: nowhere.wasm\n",
+		"bad strategy":   "name: x\nmodule: builtin:pi\nstrategy: luckiest\n",
+	}
+	for name, body := range cases {
+		out, code := p2pnode(t, "submit", writeSpec(t, dir, body), "--data-dir", filepath.Join(dir, "d"))
+		if code != 2 || !strings.Contains(out, "p2pnode:") {
+			t.Errorf("%s: exit %d, want 2 with a message:\n%s", name, code, out)
+		}
+	}
+	if out, code := p2pnode(t, "submit", filepath.Join(dir, "absent.yaml")); code != 2 {
+		t.Errorf("absent file: exit %d:\n%s", code, out)
+	}
+	if out, code := p2pnode(t, "--role", "worker", "--bootstrap", "/ip4/127.0.0.1/tcp/1", "--data-dir", filepath.Join(dir, "w")); code != 2 {
+		t.Errorf("bootstrap without /p2p: exit %d:\n%s", code, out)
+	}
+}
+
+func TestInitAndDataDirLock(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	out, code := p2pnode(t, "init", "--data-dir", dir)
+	if code != 0 || !strings.Contains(out, "peer ID:") {
+		t.Fatalf("init: %d\n%s", code, out)
+	}
+	st, err := os.Stat(filepath.Join(dir, "identity.key"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("identity: %v %v", st.Mode(), err)
+	}
+	id := strings.TrimSpace(strings.SplitN(strings.SplitN(out, "peer ID:", 2)[1], "\n", 2)[0])
+	// The identity persists across runs.
+	out2, _ := p2pnode(t, "init", "--data-dir", dir)
+	if !strings.Contains(out2, id) {
+		t.Fatalf("identity changed:\n%s\n%s", out, out2)
+	}
+	// A running node locks its data directory.
+	ready := filepath.Join(t.TempDir(), "r")
+	cmd := exec.Command(binary(t), "--role", "worker", "--data-dir", dir, "--listen", "/ip4/127.0.0.1/tcp/0",
+		"--ready-file", ready)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, err := os.Stat(ready); err != nil; _, err = os.Stat(ready) {
+		if time.Now().After(deadline) {
+			t.Fatal("first node not ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	out, code = p2pnode(t, "--role", "worker", "--data-dir", dir, "--listen", "/ip4/127.0.0.1/tcp/0")
+	if code == 0 || !strings.Contains(out, "in use") {
+		t.Fatalf("second node on a locked data dir: exit %d\n%s", code, out)
+	}
+}
