@@ -22,6 +22,7 @@ import (
 	"github.com/p2pjobs/p2pnode/node/client"
 	"github.com/p2pjobs/p2pnode/node/events"
 	"github.com/p2pjobs/p2pnode/node/exec"
+	"github.com/p2pjobs/p2pnode/node/overlay"
 	"github.com/p2pjobs/p2pnode/node/worker"
 	"github.com/p2pjobs/p2pnode/protocols"
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,6 +39,7 @@ type Node struct {
 
 	Authority *authority.Service // nil unless the role is on
 	Worker    *worker.Service
+	Overlay   *overlay.Service // the worker's neighbours and solicitations; nil unless a worker
 	Client    *client.Client
 
 	executors []exec.Executor
@@ -50,12 +52,13 @@ type Node struct {
 }
 
 type options struct {
-	log       *events.Log
-	reg       prometheus.Registerer
-	moduleDir string
-	logger    *slog.Logger
-	workerOpt []worker.Option
-	clientOpt []client.Option
+	log        *events.Log
+	reg        prometheus.Registerer
+	moduleDir  string
+	logger     *slog.Logger
+	workerOpt  []worker.Option
+	clientOpt  []client.Option
+	overlayOpt []overlay.Option
 }
 
 // Option configures New.
@@ -76,6 +79,11 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // WithWorkerOptions passes options to the worker service (tests).
 func WithWorkerOptions(w ...worker.Option) Option {
 	return func(o *options) { o.workerOpt = append(o.workerOpt, w...) }
+}
+
+// WithOverlayOptions passes options to the worker's overlay (tests).
+func WithOverlayOptions(v ...overlay.Option) Option {
+	return func(o *options) { o.overlayOpt = append(o.overlayOpt, v...) }
 }
 
 // WithClientOptions passes options to the client (tests).
@@ -221,12 +229,16 @@ func (n *Node) startWorker(ctx context.Context, o *options) error {
 	wopts := append([]worker.Option{worker.WithSlots(slots), worker.WithPrice(cfg.Worker.PricePerJob),
 		worker.WithMaxMemory(maxMem), worker.WithMaxQueue(cfg.Worker.MaxQueue), worker.WithAuthorities(n.book.list()),
 		worker.WithAgent("p2pnode/" + Version),
-		worker.WithOnAuthority(func(a peer.AddrInfo) { n.book.add(a, SourceSettings) })}, o.workerOpt...)
+		worker.WithOnAuthority(func(a peer.AddrInfo) { n.book.add(a, SourceSettings) }),
+		worker.WithPricing(cfg.Worker.PricePerSecond, cfg.Worker.LoadSurcharge), worker.WithDeny(cfg.Worker.denied()...)}, o.workerOpt...)
 	w, err := worker.New(n.Host, n.Key, n.executors, n.Log, wopts...)
 	if err != nil {
 		return err
 	}
 	n.Worker = w
+	n.Overlay = overlay.New(n.Host, w, n.Log, append([]overlay.Option{
+		overlay.WithSampler(overlay.AuthoritySampler{H: n.Host, Authorities: n.book.list}),
+		overlay.WithSettings(w.Settings)}, o.overlayOpt...)...)
 	// Register with every authority the node learns of, however learned.
 	n.book.subscribe(func(a peer.AddrInfo) { w.AddAuthority(a) })
 	for _, a := range n.book.list() { // learned while the worker started
@@ -310,6 +322,9 @@ func (n *Node) connNotifiee() network.Notifiee {
 // Close stops every service and the host.
 func (n *Node) Close() error {
 	var errs []error
+	if n.Overlay != nil {
+		errs = append(errs, n.Overlay.Close())
+	}
 	if n.Worker != nil {
 		errs = append(errs, n.Worker.Close())
 	}

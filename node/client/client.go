@@ -43,6 +43,7 @@ type options struct {
 	bidVersions []protocol.ID
 	maxWorkers  int
 	now         func() time.Time
+	flood       floodOptions // flood.go
 }
 
 // Option configures a Client.
@@ -204,7 +205,12 @@ func (c *Client) Run(ctx context.Context, s *Series, hooks Hooks) (*Report, erro
 		return rep, err
 	}
 	rep.Candidates = cands
-	rep.Offers, rep.Declines = c.CollectBids(ctx, cands, req)
+	if c.o.flood.mode != DiscoveryFlood {
+		rep.Offers, rep.Declines = c.CollectBids(ctx, cands, req)
+	}
+	if c.shouldFlood(len(cands), s) {
+		c.flood(ctx, rep, req) // flood.go: bids through the overlay
+	}
 	if hooks.OnBids != nil {
 		hooks.OnBids(cands, rep.Offers, rep.Declines)
 	}
@@ -237,7 +243,11 @@ func (c *Client) Discover(ctx context.Context, f Filter) ([]Candidate, error) {
 		mu       sync.Mutex
 		wg       sync.WaitGroup
 	)
-	for _, a := range c.o.authorities {
+	auths := c.o.authorities
+	if c.o.flood.mode == DiscoveryDHT {
+		auths = nil
+	}
+	for _, a := range auths {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -260,7 +270,7 @@ func (c *Client) Discover(ctx context.Context, f Filter) ([]Candidate, error) {
 		}()
 	}
 	wg.Wait()
-	if answered == 0 && c.o.finder != nil {
+	if (answered == 0 || c.o.flood.mode == DiscoveryAll) && c.o.finder != nil {
 		infos, err := c.o.finder.FindWorkers(ctx, f.Executor, c.o.maxWorkers)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("dht: %w", err))
