@@ -178,6 +178,11 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 	if cfg.Has(RoleClient) {
 		copts := append([]client.Option{client.WithAuthorities(auths), client.WithFinder(dhtFinder{n})}, o.clientOpt...)
 		n.Client = client.New(h, key, o.log, copts...)
+		// Discover through every authority the node learns of, too.
+		n.book.subscribe(n.Client.AddAuthority)
+		for _, a := range n.book.list() {
+			n.Client.AddAuthority(a)
+		}
 	}
 
 	// Join the network: connect to the authorities and fill the DHT's

@@ -15,6 +15,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
@@ -35,6 +36,28 @@ type Client struct {
 	key crypto.PrivKey
 	log *events.Log
 	o   options
+
+	amu     sync.Mutex      // guards learned
+	learned []peer.AddrInfo // authorities learned after start (AddAuthority)
+}
+
+// AddAuthority adds an authority to discover workers through (one the node
+// learned of after start: pushed in settings, or seen serving the registry).
+func (c *Client) AddAuthority(a peer.AddrInfo) {
+	c.amu.Lock()
+	defer c.amu.Unlock()
+	for _, x := range append(c.o.authorities, c.learned...) {
+		if x.ID == a.ID {
+			return
+		}
+	}
+	c.learned = append(c.learned, a)
+}
+
+func (c *Client) authorityList() []peer.AddrInfo {
+	c.amu.Lock()
+	defer c.amu.Unlock()
+	return append(append([]peer.AddrInfo{}, c.o.authorities...), c.learned...)
 }
 
 type options struct {
@@ -104,6 +127,7 @@ type Outcome struct {
 	Err      error         // why it failed; nil when done with exit code 0
 	Elapsed  time.Duration // from first dispatch to outcome
 	Price    uint64
+	Conn     string // "direct" or "relayed": the connection the result came over ("" without one)
 }
 
 // Candidate is a worker found by discovery.
@@ -243,7 +267,7 @@ func (c *Client) Discover(ctx context.Context, f Filter) ([]Candidate, error) {
 		mu       sync.Mutex
 		wg       sync.WaitGroup
 	)
-	auths := c.o.authorities
+	auths := c.authorityList()
 	if c.o.flood.mode == DiscoveryDHT {
 		auths = nil
 	}
@@ -359,6 +383,10 @@ func (c *Client) askBid(ctx context.Context, cand Candidate, req *pb.BidRequest)
 	c.h.Peerstore().AddAddrs(cand.ID, cand.Addrs, time.Hour)
 	start := c.o.now()
 	resp := &pb.BidResponse{}
+	// A first contact with a worker behind NAT is relayed (a limited
+	// connection): bids may use it. Dispatch waits for the hole punch it
+	// triggers before sending jobs (dispatch.go, awaitDirect).
+	ctx = network.WithAllowLimitedConn(ctx, "p2pjobs bid")
 	proto, err := protocols.Call(ctx, c.h, cand.ID, c.o.bidVersions, c.traced(bidX), req, resp)
 	if err != nil {
 		return Offer{}, err

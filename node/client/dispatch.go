@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -279,13 +280,13 @@ func retryable(err error) bool {
 }
 
 // result handles one reply from worker for job idx.
-func (d *dispatch) result(worker peer.ID, idx int, r *pb.JobResult) {
+func (d *dispatch) result(worker peer.ID, idx int, r *pb.JobResult, conn string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	defer d.broadcast()
 	w := worker.String()
 	if err := protocols.FromPB(r.Error); err != nil {
-		d.c.log.Emit(events.Event{Kind: events.JobFailed, Peer: w, Series: d.s.ID, Job: r.JobId, Err: err.Error()})
+		d.c.log.Emit(events.Event{Kind: events.JobFailed, Peer: w, Series: d.s.ID, Job: r.JobId, Err: err.Error(), Conn: conn})
 		d.sched.Failed(idx, w, err, retryable(err))
 		if ended, reason := d.sched.Final(idx); ended {
 			d.endLocked(idx, Outcome{Worker: worker, Err: reason})
@@ -301,11 +302,11 @@ func (d *dispatch) result(worker peer.ID, idx int, r *pb.JobResult) {
 		return
 	}
 	d.sched.Done(idx)
-	o := Outcome{Worker: worker, Result: r, Price: d.offers[worker].Bid.PricePerJob}
+	o := Outcome{Worker: worker, Result: r, Price: d.offers[worker].Bid.PricePerJob, Conn: conn}
 	if r.ExitCode != 0 {
 		o.Err = fmt.Errorf("exit status %d", r.ExitCode)
 	}
-	d.c.log.Emit(events.Event{Kind: events.JobFinished, Peer: w, Series: d.s.ID, Job: r.JobId, Price: o.Price,
+	d.c.log.Emit(events.Event{Kind: events.JobFinished, Peer: w, Series: d.s.ID, Job: r.JobId, Price: o.Price, Conn: conn,
 		Attrs: map[string]any{"ms": r.DurationMs, "exit": r.ExitCode}})
 	d.endLocked(idx, o)
 }
@@ -334,10 +335,14 @@ func (d *dispatch) checkReceipt(worker peer.ID, idx int, r *pb.JobResult) error 
 // (the caller's workerGoneLocked).
 func (d *dispatch) worker(ctx context.Context, off Offer) error {
 	id := off.Worker
+	d.c.awaitDirect(ctx, id, DirectWait)
 	st, err := d.c.h.NewStream(network.WithAllowLimitedConn(ctx, "p2pjobs job"), id, protocols.Job)
 	if err != nil {
 		return fmt.Errorf("open job stream: %w", err)
 	}
+	conn := connKind(st.Conn())
+	d.c.log.Emit(events.Event{Kind: "job_stream", Peer: id.String(), Series: d.s.ID, Conn: conn,
+		Attrs: map[string]any{"addr": st.Conn().RemoteMultiaddr().String()}})
 	defer st.Reset() // no-op after a clean Close
 	stop := context.AfterFunc(ctx, func() { _ = st.Reset() })
 	defer stop()
@@ -391,7 +396,7 @@ func (d *dispatch) worker(ctx context.Context, off Offer) error {
 				if errors.Is(protocols.FromPB(m.Result.Error), protocols.Code(pb.ErrorCode_MODULE_MISSING)) {
 					off.Bid.HasModule = false // pushed again before the next job
 				}
-				d.result(id, idx, m.Result)
+				d.result(id, idx, m.Result, conn)
 				<-window
 			}
 		}
@@ -476,4 +481,61 @@ func (d *dispatch) request(j int, seq uint64, off Offer) *pb.JobRequest {
 		Args: job.Args, Env: job.Env, Stdin: job.Stdin, Inputs: job.Inputs, Outputs: job.Outputs,
 		Resources: d.s.Resources, BidId: off.Bid.BidId, Price: off.Bid.PricePerJob,
 	}
+}
+
+// DirectWait is how long dispatch waits for a direct connection to a worker
+// it only reaches through a relay. The bid exchange went over the relay and
+// made the worker start a hole punch (DCUtR), which takes about one round
+// trip to the relay and one to the worker; when it fails (symmetric NAT),
+// jobs go over the relay, whose limits on our authorities (relay_duration,
+// relay_data) are sized for job traffic. A job stream cut by a relay limit
+// sends its jobs back to the pool, like any broken stream.
+var DirectWait = 5 * time.Second
+
+// awaitDirect waits up to d for a direct connection to p while the only
+// connections to it are relayed. It polls: libp2p has no per-peer
+// "connection upgraded" event, and the wait is short and bounded.
+//
+// Halfway, idle relayed connections are replaced by a new one: a worker
+// punches holes only for relayed connections that arrive after its
+// hole-punch service started, which it does once it knows a public address
+// of its own; a connection made in that first moment would stay relayed.
+func (c *Client) awaitDirect(ctx context.Context, p peer.ID, d time.Duration) {
+	start := time.Now()
+	deadline, redial := start.Add(d), start.Add(d*2/5)
+	for {
+		conns := c.h.Network().ConnsToPeer(p)
+		if len(conns) == 0 || slices.ContainsFunc(conns, func(c network.Conn) bool { return connKind(c) == "direct" }) {
+			return
+		}
+		if time.Now().After(deadline) {
+			return
+		}
+		if !redial.IsZero() && time.Now().After(redial) {
+			redial = time.Time{}
+			closed := false
+			for _, cn := range conns {
+				if len(cn.GetStreams()) == 0 {
+					closed = cn.Close() == nil || closed
+				}
+			}
+			if closed {
+				c.log.Emit(events.Event{Kind: "relay_redial", Peer: p.String()})
+				_ = c.h.Connect(network.WithAllowLimitedConn(ctx, "p2pjobs hole punch retry"), peer.AddrInfo{ID: p})
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+// connKind says whether a connection is direct or through a relay.
+func connKind(c network.Conn) string {
+	if c.Stat().Limited || strings.Contains(c.RemoteMultiaddr().String(), "/p2p-circuit") {
+		return "relayed"
+	}
+	return "direct"
 }
