@@ -119,7 +119,7 @@ func (n *Node) onHostEvent(e any) {
 		n.nat.reachable, n.nat.unreachable = e.Reachable, e.Unreachable
 		n.nat.mu.Unlock()
 	case event.EvtPeerIdentificationCompleted:
-		if e.ObservedAddr != nil {
+		if e.ObservedAddr != nil && !isCircuit(e.ObservedAddr) { // a relayed peer sees the relay's address
 			n.nat.mu.Lock()
 			n.nat.observed[e.Peer] = e.ObservedAddr
 			n.nat.mu.Unlock()

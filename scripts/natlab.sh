@@ -291,6 +291,10 @@ printf '  %-12s %-18s %-16s %-16s %-16s %s\n' client-w1 "cone / cone" "$P1" "${S
 printf '  %-12s %-18s %-16s %-16s %-16s %s\n' client-w3 "cone / symmetric" "$P3" "${S3:--}" "$(fmt_ms "$D3")" "$J3"
 echo
 
+echo "p2pnode status of the client (c1):"
+nsx c1 "$BIN" status --data-dir "$WORK/c1" | sed 's/^/  /' || true
+echo
+
 # ---------------------------------------------------------------- asserts
 [[ $P1 == *direct* ]] || die "client<->w1 (cone/cone) not direct: $P1"
 [[ $P3 == relayed ]] || die "client<->w3 (cone/symmetric) should be relayed only, is: $P3"
