@@ -18,10 +18,12 @@ import (
 	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
 	dutil "github.com/libp2p/go-libp2p/p2p/discovery/util"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/p2pjobs/p2pnode/ledger"
 	"github.com/p2pjobs/p2pnode/node/authority"
 	"github.com/p2pjobs/p2pnode/node/client"
 	"github.com/p2pjobs/p2pnode/node/events"
 	"github.com/p2pjobs/p2pnode/node/exec"
+	"github.com/p2pjobs/p2pnode/node/ledgersvc"
 	"github.com/p2pjobs/p2pnode/node/overlay"
 	"github.com/p2pjobs/p2pnode/node/worker"
 	"github.com/p2pjobs/p2pnode/protocols"
@@ -41,6 +43,8 @@ type Node struct {
 	Worker    *worker.Service
 	Overlay   *overlay.Service // the worker's neighbours and solicitations; nil unless a worker
 	Client    *client.Client
+	Ledger    *ledgersvc.Service // the notary service; nil unless an authority with a ledger
+	Account   *ledgersvc.Account // the node's points; nil unless a worker or client with a ledger
 
 	executors []exec.Executor
 	book      *authorityBook // every authority known: bootstrap and learned
@@ -49,6 +53,8 @@ type Node struct {
 	ctx       context.Context
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
+
+	ledgerStore ledger.Store // ledger.go; closed after the ledger services
 }
 
 type options struct {
@@ -59,6 +65,8 @@ type options struct {
 	workerOpt  []worker.Option
 	clientOpt  []client.Option
 	overlayOpt []overlay.Option
+	ledgerPath string
+	accountOpt []ledgersvc.AccountOption
 }
 
 // Option configures New.
@@ -159,6 +167,9 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 		return nil, fmt.Errorf("node: dht: %w", err)
 	}
 
+	if err := n.openLedger(&o); err != nil {
+		return nil, err
+	}
 	if cfg.Has(RoleAuthority) {
 		var peers []ma.Multiaddr
 		for _, s := range append(append([]string{}, cfg.Authority.Peers...), cfg.Bootstrap...) {
@@ -176,7 +187,11 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 		}
 	}
 	if cfg.Has(RoleClient) {
-		copts := append([]client.Option{client.WithAuthorities(auths), client.WithFinder(dhtFinder{n})}, o.clientOpt...)
+		copts := []client.Option{client.WithAuthorities(auths), client.WithFinder(dhtFinder{n})}
+		if n.Account != nil {
+			copts = append(copts, client.WithPayer(n.Account))
+		}
+		copts = append(copts, o.clientOpt...)
 		n.Client = client.New(h, key, o.log, copts...)
 		// Discover through every authority the node learns of, too.
 		n.book.subscribe(n.Client.AddAuthority)
@@ -195,6 +210,7 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 		ccancel()
 	}
 	_ = n.DHT.Bootstrap(nctx)
+	n.readyLedger(ctx)
 	n.Log.Emit(events.Event{Kind: events.Started, Attrs: map[string]any{"addrs": addrStrings(n.Addrs())}})
 	return n, nil
 }
@@ -236,6 +252,9 @@ func (n *Node) startWorker(ctx context.Context, o *options) error {
 		worker.WithAgent("p2pnode/" + Version),
 		worker.WithOnAuthority(func(a peer.AddrInfo) { n.book.add(a, SourceSettings) }),
 		worker.WithPricing(cfg.Worker.PricePerSecond, cfg.Worker.LoadSurcharge), worker.WithDeny(cfg.Worker.denied()...)}, o.workerOpt...)
+	if n.Account != nil {
+		wopts = append(wopts, worker.WithPayee(n.Account))
+	}
 	w, err := worker.New(n.Host, n.Key, n.executors, n.Log, wopts...)
 	if err != nil {
 		return err
@@ -336,6 +355,7 @@ func (n *Node) Close() error {
 	if n.Authority != nil {
 		errs = append(errs, n.Authority.Close())
 	}
+	errs = append(errs, n.closeLedger())
 	n.cancel()
 	n.wg.Wait()
 	if n.DHT != nil {

@@ -66,7 +66,9 @@ type options struct {
 	bidVersions []protocol.ID
 	maxWorkers  int
 	now         func() time.Time
-	flood       floodOptions // flood.go
+	flood       floodOptions  // flood.go
+	payer       Payer         // pay.go; nil: jobs are not paid for
+	escrowTTL   time.Duration // pay.go
 }
 
 // Option configures a Client.

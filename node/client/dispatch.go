@@ -39,6 +39,8 @@ type dispatch struct {
 	active   map[peer.ID]bool
 	unused   []peer.ID // bidders not yet dispatched to: the next bids
 	lastErr  map[peer.ID]error
+	budget   map[peer.ID]int // jobs each worker's escrow covers (pay.go); nil: unpaid
+	spent    map[peer.ID]int // jobs handed to each worker, less those that failed
 
 	outMu sync.Mutex // serialises onOutcome calls
 }
@@ -83,6 +85,9 @@ func (d *dispatch) run(ctx context.Context) ([]Outcome, error) {
 	if d.s.MaxWorkers > 0 && len(chosen) > d.s.MaxWorkers {
 		chosen = chosen[:d.s.MaxWorkers]
 	}
+	if err := d.reserve(ctx, chosen, alloc); err != nil {
+		return nil, err // nothing dispatched
+	}
 	d.sched = schedule.NewScheduler(len(d.s.Jobs), alloc, d.s.Retries+1)
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -90,6 +95,7 @@ func (d *dispatch) run(ctx context.Context) ([]Outcome, error) {
 	var wg sync.WaitGroup
 	start := func(id peer.ID) {
 		d.active[id] = true
+		d.budgetLocked(id)
 		d.c.log.Emit(events.Event{Kind: events.Award, Peer: id.String(), Series: d.s.ID, Price: d.offers[id].Bid.PricePerJob,
 			Attrs: map[string]any{"jobs": alloc[id.String()]}})
 		wg.Add(1)
@@ -241,10 +247,13 @@ func (d *dispatch) next(ctx context.Context, worker peer.ID, broken <-chan struc
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for {
-		if d.sched.Finished() {
+		if d.sched.Finished() || !d.mayTakeLocked(worker) {
 			return -1
 		}
 		if j, ok := d.sched.Next(worker.String()); ok {
+			if d.spent != nil {
+				d.spent[worker]++
+			}
 			d.attempts[j]++
 			if d.first[j].IsZero() {
 				d.first[j] = d.c.o.now()
@@ -279,19 +288,23 @@ func retryable(err error) bool {
 	return true
 }
 
-// result handles one reply from worker for job idx.
-func (d *dispatch) result(worker peer.ID, idx int, r *pb.JobResult, conn string) {
+// result handles one reply from worker for job idx. It reports whether
+// the result was delivered with a valid receipt (to be acknowledged).
+func (d *dispatch) result(worker peer.ID, idx int, r *pb.JobResult, conn string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	defer d.broadcast()
 	w := worker.String()
 	if err := protocols.FromPB(r.Error); err != nil {
+		if d.spent != nil {
+			d.spent[worker]-- // not paid: the escrow covers another job
+		}
 		d.c.log.Emit(events.Event{Kind: events.JobFailed, Peer: w, Series: d.s.ID, Job: r.JobId, Err: err.Error(), Conn: conn})
 		d.sched.Failed(idx, w, err, retryable(err))
 		if ended, reason := d.sched.Final(idx); ended {
 			d.endLocked(idx, Outcome{Worker: worker, Err: reason})
 		}
-		return
+		return false
 	}
 	if err := d.checkReceipt(worker, idx, r); err != nil {
 		d.c.log.Emit(events.Event{Kind: events.Error, Peer: w, Series: d.s.ID, Job: r.JobId, Err: err.Error()})
@@ -299,7 +312,7 @@ func (d *dispatch) result(worker peer.ID, idx int, r *pb.JobResult, conn string)
 		if ended, reason := d.sched.Final(idx); ended {
 			d.endLocked(idx, Outcome{Worker: worker, Err: reason})
 		}
-		return
+		return false
 	}
 	d.sched.Done(idx)
 	o := Outcome{Worker: worker, Result: r, Price: d.offers[worker].Bid.PricePerJob, Conn: conn}
@@ -309,6 +322,7 @@ func (d *dispatch) result(worker peer.ID, idx int, r *pb.JobResult, conn string)
 	d.c.log.Emit(events.Event{Kind: events.JobFinished, Peer: w, Series: d.s.ID, Job: r.JobId, Price: o.Price, Conn: conn,
 		Attrs: map[string]any{"ms": r.DurationMs, "exit": r.ExitCode}})
 	d.endLocked(idx, o)
+	return true
 }
 
 // ErrBadReceipt means a result's receipt is missing, forged or does not
@@ -335,6 +349,9 @@ func (d *dispatch) checkReceipt(worker peer.ID, idx int, r *pb.JobResult) error 
 // (the caller's workerGoneLocked).
 func (d *dispatch) worker(ctx context.Context, off Offer) error {
 	id := off.Worker
+	if err := d.lockAward(ctx, off); err != nil {
+		return err
+	}
 	d.c.awaitDirect(ctx, id, DirectWait)
 	st, err := d.c.h.NewStream(network.WithAllowLimitedConn(ctx, "p2pjobs job"), id, protocols.Job)
 	if err != nil {
@@ -354,7 +371,10 @@ func (d *dispatch) worker(ctx context.Context, off Offer) error {
 		imu      sync.Mutex
 		inflight = map[uint64]int{} // seq -> job index
 		seq      uint64
+		handled  uint64     // results read and acknowledged; guarded by imu
+		wmu      sync.Mutex // serialises writes: jobs and chunks here, acks from the reader
 	)
+	progress := make(chan struct{}, 1)
 	broken := make(chan struct{})
 	acks := make(chan *pb.ModuleAck, 1)
 	readErr := make(chan error, 1)
@@ -396,25 +416,42 @@ func (d *dispatch) worker(ctx context.Context, off Offer) error {
 				if errors.Is(protocols.FromPB(m.Result.Error), protocols.Code(pb.ErrorCode_MODULE_MISSING)) {
 					off.Bid.HasModule = false // pushed again before the next job
 				}
-				d.result(id, idx, m.Result, conn)
+				if d.result(id, idx, m.Result, conn) {
+					if a := d.ack(m.Result); a != nil {
+						wmu.Lock()
+						_ = st.SetWriteDeadline(time.Now().Add(protocols.JobIdleTimeout))
+						err := w.Write(a) // a broken stream shows on the next read
+						wmu.Unlock()
+						d.c.log.Message("out", id, protocols.Job, proto.Size(a), err)
+					}
+				}
+				imu.Lock()
+				handled++
+				imu.Unlock()
+				select {
+				case progress <- struct{}{}:
+				default:
+				}
 				<-window
 			}
 		}
 	}()
 	writeJob := func(j int) error {
 		if !off.Bid.HasModule && d.s.Executor == "wasm" {
-			if err := d.pushModule(st, w, acks, broken); err != nil {
+			if err := d.pushModule(st, w, &wmu, acks, broken); err != nil {
 				return err
 			}
 			off.Bid.HasModule = true
 		}
-		seq++
 		imu.Lock()
+		seq++
 		inflight[seq] = j
 		imu.Unlock()
-		_ = st.SetWriteDeadline(time.Now().Add(protocols.JobIdleTimeout))
 		msg := &pb.JobStreamMsg{Msg: &pb.JobStreamMsg_Job{Job: d.request(j, seq, off)}}
+		wmu.Lock()
+		_ = st.SetWriteDeadline(time.Now().Add(protocols.JobIdleTimeout))
 		err := w.Write(msg)
+		wmu.Unlock()
 		d.c.log.Message("out", id, protocols.Job, proto.Size(msg), err)
 		return err
 	}
@@ -437,6 +474,23 @@ func (d *dispatch) worker(ctx context.Context, off Offer) error {
 	}
 	// Series over (or this worker stops): close our side and let the
 	// reader drain the results still in flight.
+	// A paying client first waits for the results in flight, so that each
+	// is acknowledged on this stream before it closes its side.
+	for d.c.o.payer != nil {
+		imu.Lock()
+		all := handled == seq
+		imu.Unlock()
+		if all {
+			break
+		}
+		select {
+		case <-progress:
+		case <-broken:
+			return <-readErr
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	_ = st.CloseWrite()
 	select {
 	case <-broken:
@@ -450,13 +504,16 @@ func (d *dispatch) worker(ctx context.Context, off Offer) error {
 	}
 }
 
-func (d *dispatch) pushModule(st network.Stream, w *protocols.Writer, acks <-chan *pb.ModuleAck, broken <-chan struct{}) error {
+func (d *dispatch) pushModule(st network.Stream, w *protocols.Writer, wmu *sync.Mutex, acks <-chan *pb.ModuleAck, broken <-chan struct{}) error {
 	mod := d.s.Module
 	for off := 0; off < len(mod) || off == 0; off += protocols.ModuleChunkSize {
 		end := min(off+protocols.ModuleChunkSize, len(mod))
+		wmu.Lock()
 		_ = st.SetWriteDeadline(time.Now().Add(protocols.JobIdleTimeout))
-		if err := w.Write(&pb.JobStreamMsg{Msg: &pb.JobStreamMsg_Chunk{Chunk: &pb.ModuleChunk{
-			ModuleHash: d.hash[:], Offset: uint64(off), Data: mod[off:end], Last: end == len(mod), TotalSize: uint64(len(mod))}}}); err != nil {
+		err := w.Write(&pb.JobStreamMsg{Msg: &pb.JobStreamMsg_Chunk{Chunk: &pb.ModuleChunk{
+			ModuleHash: d.hash[:], Offset: uint64(off), Data: mod[off:end], Last: end == len(mod), TotalSize: uint64(len(mod))}}})
+		wmu.Unlock()
+		if err != nil {
 			return fmt.Errorf("push module: %w", err)
 		}
 		if end == len(mod) {

@@ -48,6 +48,9 @@ func (s *Service) handleJob(st network.Stream) {
 	defer s.wg.Done()
 	err := js.serve()
 	js.jobs.Wait()
+	if s.o.payee != nil {
+		s.o.payee.FlushClient(js.client) // no more acknowledgements on this stream
+	}
 	if err != nil {
 		_ = st.Reset()
 		if !errors.Is(err, io.EOF) && s.ctx.Err() == nil {
@@ -82,6 +85,10 @@ func (js *jobStream) serve() (err error) {
 		case *pb.JobStreamMsg_Chunk:
 			if err := js.chunk(m.Chunk); err != nil {
 				return err
+			}
+		case *pb.JobStreamMsg_Ack:
+			if p := js.s.o.payee; p != nil {
+				p.AckReceipt(js.client, m.Ack.GetReceiptHash(), m.Ack.GetClientSig())
 			}
 		case *pb.JobStreamMsg_Job:
 			if err := js.job(m.Job); err != nil {
@@ -227,6 +234,9 @@ func (js *jobStream) run(ex exec.Executor, req *pb.JobRequest) error {
 		return js.fail(req, err)
 	}
 	r.Receipt = rcpt
+	if s.o.payee != nil {
+		s.o.payee.Receipt(js.client, rcpt)
+	}
 	s.log.Emit(events.Event{Kind: events.JobFinished, Peer: js.client.String(), Series: req.SeriesId, Job: req.JobId,
 		Price: req.Price, Attrs: map[string]any{"ms": out.Duration.Milliseconds(), "exit": out.ExitCode}})
 	err = js.reply(&pb.JobStreamReply{Msg: &pb.JobStreamReply_Result{Result: r}})

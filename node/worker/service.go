@@ -73,6 +73,7 @@ type options struct {
 	onAuthority func(peer.AddrInfo)
 	now         func() time.Time
 	bidVersions []protocol.ID
+	payee       Payee // pay.go; nil: jobs are not paid for
 	// Pricing policy (bid.go): points per job-second, load surcharge, and
 	// clients refused.
 	pricePerSecond float64

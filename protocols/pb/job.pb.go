@@ -250,6 +250,7 @@ type JobStreamMsg struct {
 	//
 	//	*JobStreamMsg_Job
 	//	*JobStreamMsg_Chunk
+	//	*JobStreamMsg_Ack
 	Msg           isJobStreamMsg_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -310,6 +311,15 @@ func (x *JobStreamMsg) GetChunk() *ModuleChunk {
 	return nil
 }
 
+func (x *JobStreamMsg) GetAck() *ReceiptAck {
+	if x != nil {
+		if x, ok := x.Msg.(*JobStreamMsg_Ack); ok {
+			return x.Ack
+		}
+	}
+	return nil
+}
+
 type isJobStreamMsg_Msg interface {
 	isJobStreamMsg_Msg()
 }
@@ -322,9 +332,70 @@ type JobStreamMsg_Chunk struct {
 	Chunk *ModuleChunk `protobuf:"bytes,2,opt,name=chunk,proto3,oneof"`
 }
 
+type JobStreamMsg_Ack struct {
+	Ack *ReceiptAck `protobuf:"bytes,3,opt,name=ack,proto3,oneof"`
+}
+
 func (*JobStreamMsg_Job) isJobStreamMsg_Msg() {}
 
 func (*JobStreamMsg_Chunk) isJobStreamMsg_Msg() {}
+
+func (*JobStreamMsg_Ack) isJobStreamMsg_Msg() {}
+
+// ReceiptAck: the client acknowledges a delivered result, signing
+// "p2pjobs-ack:" || sha256(receipt) (ledger.ClientAckBytes). The worker
+// hands it to the escrow's authority with the receipt to be paid.
+type ReceiptAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ReceiptHash   []byte                 `protobuf:"bytes,1,opt,name=receipt_hash,json=receiptHash,proto3" json:"receipt_hash,omitempty"`
+	ClientSig     []byte                 `protobuf:"bytes,2,opt,name=client_sig,json=clientSig,proto3" json:"client_sig,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReceiptAck) Reset() {
+	*x = ReceiptAck{}
+	mi := &file_job_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReceiptAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReceiptAck) ProtoMessage() {}
+
+func (x *ReceiptAck) ProtoReflect() protoreflect.Message {
+	mi := &file_job_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReceiptAck.ProtoReflect.Descriptor instead.
+func (*ReceiptAck) Descriptor() ([]byte, []int) {
+	return file_job_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ReceiptAck) GetReceiptHash() []byte {
+	if x != nil {
+		return x.ReceiptHash
+	}
+	return nil
+}
+
+func (x *ReceiptAck) GetClientSig() []byte {
+	if x != nil {
+		return x.ClientSig
+	}
+	return nil
+}
 
 // Receipt is signed by the worker over "p2pjobs-receipt:" || serialized Receipt.
 type Receipt struct {
@@ -343,7 +414,7 @@ type Receipt struct {
 
 func (x *Receipt) Reset() {
 	*x = Receipt{}
-	mi := &file_job_proto_msgTypes[3]
+	mi := &file_job_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -355,7 +426,7 @@ func (x *Receipt) String() string {
 func (*Receipt) ProtoMessage() {}
 
 func (x *Receipt) ProtoReflect() protoreflect.Message {
-	mi := &file_job_proto_msgTypes[3]
+	mi := &file_job_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -368,7 +439,7 @@ func (x *Receipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
 func (*Receipt) Descriptor() ([]byte, []int) {
-	return file_job_proto_rawDescGZIP(), []int{3}
+	return file_job_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Receipt) GetSeriesId() string {
@@ -437,7 +508,7 @@ type SignedReceipt struct {
 
 func (x *SignedReceipt) Reset() {
 	*x = SignedReceipt{}
-	mi := &file_job_proto_msgTypes[4]
+	mi := &file_job_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -449,7 +520,7 @@ func (x *SignedReceipt) String() string {
 func (*SignedReceipt) ProtoMessage() {}
 
 func (x *SignedReceipt) ProtoReflect() protoreflect.Message {
-	mi := &file_job_proto_msgTypes[4]
+	mi := &file_job_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -462,7 +533,7 @@ func (x *SignedReceipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedReceipt.ProtoReflect.Descriptor instead.
 func (*SignedReceipt) Descriptor() ([]byte, []int) {
-	return file_job_proto_rawDescGZIP(), []int{4}
+	return file_job_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SignedReceipt) GetReceipt() []byte {
@@ -496,7 +567,7 @@ type JobResult struct {
 
 func (x *JobResult) Reset() {
 	*x = JobResult{}
-	mi := &file_job_proto_msgTypes[5]
+	mi := &file_job_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -508,7 +579,7 @@ func (x *JobResult) String() string {
 func (*JobResult) ProtoMessage() {}
 
 func (x *JobResult) ProtoReflect() protoreflect.Message {
-	mi := &file_job_proto_msgTypes[5]
+	mi := &file_job_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -521,7 +592,7 @@ func (x *JobResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobResult.ProtoReflect.Descriptor instead.
 func (*JobResult) Descriptor() ([]byte, []int) {
-	return file_job_proto_rawDescGZIP(), []int{5}
+	return file_job_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *JobResult) GetSeq() uint64 {
@@ -597,7 +668,7 @@ type ModuleAck struct {
 
 func (x *ModuleAck) Reset() {
 	*x = ModuleAck{}
-	mi := &file_job_proto_msgTypes[6]
+	mi := &file_job_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -609,7 +680,7 @@ func (x *ModuleAck) String() string {
 func (*ModuleAck) ProtoMessage() {}
 
 func (x *ModuleAck) ProtoReflect() protoreflect.Message {
-	mi := &file_job_proto_msgTypes[6]
+	mi := &file_job_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -622,7 +693,7 @@ func (x *ModuleAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModuleAck.ProtoReflect.Descriptor instead.
 func (*ModuleAck) Descriptor() ([]byte, []int) {
-	return file_job_proto_rawDescGZIP(), []int{6}
+	return file_job_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ModuleAck) GetModuleHash() []byte {
@@ -652,7 +723,7 @@ type JobStreamReply struct {
 
 func (x *JobStreamReply) Reset() {
 	*x = JobStreamReply{}
-	mi := &file_job_proto_msgTypes[7]
+	mi := &file_job_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +735,7 @@ func (x *JobStreamReply) String() string {
 func (*JobStreamReply) ProtoMessage() {}
 
 func (x *JobStreamReply) ProtoReflect() protoreflect.Message {
-	mi := &file_job_proto_msgTypes[7]
+	mi := &file_job_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +748,7 @@ func (x *JobStreamReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStreamReply.ProtoReflect.Descriptor instead.
 func (*JobStreamReply) Descriptor() ([]byte, []int) {
-	return file_job_proto_rawDescGZIP(), []int{7}
+	return file_job_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *JobStreamReply) GetMsg() isJobStreamReply_Msg {
@@ -753,11 +824,17 @@ const file_job_proto_rawDesc = "" +
 	"\x04data\x18\x03 \x01(\fR\x04data\x12\x12\n" +
 	"\x04last\x18\x04 \x01(\bR\x04last\x12\x1d\n" +
 	"\n" +
-	"total_size\x18\x05 \x01(\x04R\ttotalSize\"l\n" +
+	"total_size\x18\x05 \x01(\x04R\ttotalSize\"\x95\x01\n" +
 	"\fJobStreamMsg\x12'\n" +
 	"\x03job\x18\x01 \x01(\v2\x13.p2pjobs.JobRequestH\x00R\x03job\x12,\n" +
-	"\x05chunk\x18\x02 \x01(\v2\x14.p2pjobs.ModuleChunkH\x00R\x05chunkB\x05\n" +
-	"\x03msg\"\xe5\x01\n" +
+	"\x05chunk\x18\x02 \x01(\v2\x14.p2pjobs.ModuleChunkH\x00R\x05chunk\x12'\n" +
+	"\x03ack\x18\x03 \x01(\v2\x13.p2pjobs.ReceiptAckH\x00R\x03ackB\x05\n" +
+	"\x03msg\"N\n" +
+	"\n" +
+	"ReceiptAck\x12!\n" +
+	"\freceipt_hash\x18\x01 \x01(\fR\vreceiptHash\x12\x1d\n" +
+	"\n" +
+	"client_sig\x18\x02 \x01(\fR\tclientSig\"\xe5\x01\n" +
 	"\aReceipt\x12\x1b\n" +
 	"\tseries_id\x18\x01 \x01(\tR\bseriesId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x16\n" +
@@ -804,38 +881,40 @@ func file_job_proto_rawDescGZIP() []byte {
 	return file_job_proto_rawDescData
 }
 
-var file_job_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_job_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_job_proto_goTypes = []any{
 	(*JobRequest)(nil),     // 0: p2pjobs.JobRequest
 	(*ModuleChunk)(nil),    // 1: p2pjobs.ModuleChunk
 	(*JobStreamMsg)(nil),   // 2: p2pjobs.JobStreamMsg
-	(*Receipt)(nil),        // 3: p2pjobs.Receipt
-	(*SignedReceipt)(nil),  // 4: p2pjobs.SignedReceipt
-	(*JobResult)(nil),      // 5: p2pjobs.JobResult
-	(*ModuleAck)(nil),      // 6: p2pjobs.ModuleAck
-	(*JobStreamReply)(nil), // 7: p2pjobs.JobStreamReply
-	nil,                    // 8: p2pjobs.JobRequest.EnvEntry
-	(*File)(nil),           // 9: p2pjobs.File
-	(*Resources)(nil),      // 10: p2pjobs.Resources
-	(*Error)(nil),          // 11: p2pjobs.Error
+	(*ReceiptAck)(nil),     // 3: p2pjobs.ReceiptAck
+	(*Receipt)(nil),        // 4: p2pjobs.Receipt
+	(*SignedReceipt)(nil),  // 5: p2pjobs.SignedReceipt
+	(*JobResult)(nil),      // 6: p2pjobs.JobResult
+	(*ModuleAck)(nil),      // 7: p2pjobs.ModuleAck
+	(*JobStreamReply)(nil), // 8: p2pjobs.JobStreamReply
+	nil,                    // 9: p2pjobs.JobRequest.EnvEntry
+	(*File)(nil),           // 10: p2pjobs.File
+	(*Resources)(nil),      // 11: p2pjobs.Resources
+	(*Error)(nil),          // 12: p2pjobs.Error
 }
 var file_job_proto_depIdxs = []int32{
-	8,  // 0: p2pjobs.JobRequest.env:type_name -> p2pjobs.JobRequest.EnvEntry
-	9,  // 1: p2pjobs.JobRequest.inputs:type_name -> p2pjobs.File
-	10, // 2: p2pjobs.JobRequest.resources:type_name -> p2pjobs.Resources
+	9,  // 0: p2pjobs.JobRequest.env:type_name -> p2pjobs.JobRequest.EnvEntry
+	10, // 1: p2pjobs.JobRequest.inputs:type_name -> p2pjobs.File
+	11, // 2: p2pjobs.JobRequest.resources:type_name -> p2pjobs.Resources
 	0,  // 3: p2pjobs.JobStreamMsg.job:type_name -> p2pjobs.JobRequest
 	1,  // 4: p2pjobs.JobStreamMsg.chunk:type_name -> p2pjobs.ModuleChunk
-	11, // 5: p2pjobs.JobResult.error:type_name -> p2pjobs.Error
-	9,  // 6: p2pjobs.JobResult.outputs:type_name -> p2pjobs.File
-	4,  // 7: p2pjobs.JobResult.receipt:type_name -> p2pjobs.SignedReceipt
-	11, // 8: p2pjobs.ModuleAck.error:type_name -> p2pjobs.Error
-	5,  // 9: p2pjobs.JobStreamReply.result:type_name -> p2pjobs.JobResult
-	6,  // 10: p2pjobs.JobStreamReply.module_ack:type_name -> p2pjobs.ModuleAck
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	3,  // 5: p2pjobs.JobStreamMsg.ack:type_name -> p2pjobs.ReceiptAck
+	12, // 6: p2pjobs.JobResult.error:type_name -> p2pjobs.Error
+	10, // 7: p2pjobs.JobResult.outputs:type_name -> p2pjobs.File
+	5,  // 8: p2pjobs.JobResult.receipt:type_name -> p2pjobs.SignedReceipt
+	12, // 9: p2pjobs.ModuleAck.error:type_name -> p2pjobs.Error
+	6,  // 10: p2pjobs.JobStreamReply.result:type_name -> p2pjobs.JobResult
+	7,  // 11: p2pjobs.JobStreamReply.module_ack:type_name -> p2pjobs.ModuleAck
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_job_proto_init() }
@@ -847,8 +926,9 @@ func file_job_proto_init() {
 	file_job_proto_msgTypes[2].OneofWrappers = []any{
 		(*JobStreamMsg_Job)(nil),
 		(*JobStreamMsg_Chunk)(nil),
+		(*JobStreamMsg_Ack)(nil),
 	}
-	file_job_proto_msgTypes[7].OneofWrappers = []any{
+	file_job_proto_msgTypes[8].OneofWrappers = []any{
 		(*JobStreamReply_Result)(nil),
 		(*JobStreamReply_ModuleAck)(nil),
 	}
@@ -858,7 +938,7 @@ func file_job_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_job_proto_rawDesc), len(file_job_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,461 @@
+package ledgersvc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/p2pjobs/p2pnode/ledger"
+	"github.com/p2pjobs/p2pnode/node/events"
+	"github.com/p2pjobs/p2pnode/protocols"
+	"github.com/p2pjobs/p2pnode/protocols/pb"
+)
+
+// InsufficientFundsError is the clear refusal of a client that cannot pay
+// for what it is about to award.
+type InsufficientFundsError struct {
+	Need, Have uint64
+}
+
+func (e *InsufficientFundsError) Error() string {
+	return fmt.Sprintf("not enough points: need %d points, have %d", e.Need, e.Have)
+}
+
+// Unwrap makes the error match ledger.ErrOverdraft.
+func (e *InsufficientFundsError) Unwrap() error { return ledger.ErrOverdraft }
+
+// ErrNoHome means the node knows no authority to open its account with.
+var ErrNoHome = errors.New("ledgersvc: no home authority (give --bootstrap)")
+
+// AccountOption configures an Account.
+type AccountOption func(*accountOptions)
+
+type accountOptions struct {
+	log         *events.Log
+	now         func() time.Time
+	settleEvery time.Duration // flush acknowledged receipts at least this often
+	settleBatch int           // ... or when this many are ready
+	ackGrace    time.Duration // file an unacknowledged receipt after this
+	retryFiled  time.Duration // re-present a filed receipt this often
+}
+
+// WithAccountEvents sets the event log.
+func WithAccountEvents(l *events.Log) AccountOption {
+	return func(o *accountOptions) { o.log = l }
+}
+
+// WithAccountClock injects time (tests).
+func WithAccountClock(now func() time.Time) AccountOption {
+	return func(o *accountOptions) { o.now = now }
+}
+
+// WithSettlement sets the worker's settlement batching: a Settle goes out
+// every `every` or when `batch` acknowledged receipts are ready; a receipt
+// the client has not acknowledged after `grace` is filed without it and
+// re-presented every `retry` until the authority pays it (after its
+// dispute window).
+func WithSettlement(every time.Duration, batch int, grace, retry time.Duration) AccountOption {
+	return func(o *accountOptions) {
+		o.settleEvery, o.settleBatch, o.ackGrace, o.retryFiled = every, batch, grace, retry
+	}
+}
+
+// Account is a node's own account: its chain (in its store), opened at its
+// home authority, and the operations clients and workers need. Safe for
+// concurrent use; chain writes are serialised.
+type Account struct {
+	h     host.Host
+	key   crypto.PrivKey
+	id    peer.ID
+	store ledger.Store
+	trust ledger.TrustSet
+	home  peer.ID
+	auths []peer.ID // trusted authorities, scanned for points paid to us
+	o     accountOptions
+
+	mu sync.Mutex // serialises chain writes; guards the fields below
+	// guarded by mu
+	w       *ledger.Wallet
+	unsure  bool            // a request may have been countersigned unheard: resync first
+	claimed map[string]bool // out-blocks claimed (hex hash)
+	cursor  map[peer.ID]uint64
+	locks   map[string]*lockInfo // our open escrows by id
+
+	settle *settler
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type lockInfo struct {
+	authority peer.ID
+	amount    uint64
+	expires   time.Time
+}
+
+// OpenAccount loads the node's chain from store (which the caller owns and
+// closes after Close). home is the authority the account is opened with
+// (named in its genesis) and trust the authorities whose signatures count.
+// It does no I/O on the network: Ready registers, and every operation
+// calls it.
+func OpenAccount(h host.Host, key crypto.PrivKey, store ledger.Store, trust ledger.TrustSet, home peer.ID, opts ...AccountOption) (*Account, error) {
+	o := accountOptions{now: time.Now, settleEvery: 2 * time.Second, settleBatch: 256, ackGrace: 30 * time.Second,
+		retryFiled: time.Minute}
+	for _, f := range opts {
+		f(&o)
+	}
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("ledgersvc: %w", err)
+	}
+	var chain []*pb.Block
+	if c, err := store.Chain(id, 0, 0); err == nil {
+		chain = c
+	} else if !errors.Is(err, ledger.ErrNotFound) {
+		return nil, fmt.Errorf("ledgersvc: load chain: %w", err)
+	}
+	w, err := ledger.NewWallet(key, trust, chain)
+	if err != nil {
+		return nil, fmt.Errorf("ledgersvc: stored chain: %w", err)
+	}
+	if st := w.State(); st.Home != "" {
+		home = st.Home
+	}
+	if home == "" {
+		return nil, ErrNoHome
+	}
+	a := &Account{h: h, key: key, id: id, store: store, trust: trust, home: home, o: o, w: w,
+		claimed: map[string]bool{}, cursor: map[peer.ID]uint64{}, locks: map[string]*lockInfo{}}
+	for t := range trust {
+		a.auths = append(a.auths, t)
+	}
+	for _, b := range chain {
+		if b.Kind == pb.BlockKind_BLOCK_TRANSFER_IN {
+			a.claimed[b.Reference] = true
+		}
+	}
+	st := w.State()
+	a.unsure = !st.Empty() // the last request before a stop may have been decided
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+	a.settle = newSettler(a)
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.settle.loop(a.ctx)
+	}()
+	return a, nil
+}
+
+// Close stops the settlement loop (after a last flush attempt).
+func (a *Account) Close() error {
+	a.cancel()
+	a.wg.Wait()
+	return nil
+}
+
+// ID is the account.
+func (a *Account) ID() peer.ID { return a.id }
+
+// Home is the account's home authority.
+func (a *Account) Home() peer.ID { return a.home }
+
+// Ready opens the account at its home authority if it is not yet, and
+// catches up with the home's copy of the chain after a restart.
+func (a *Account) Ready(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.readyLocked(ctx)
+}
+
+func (a *Account) readyLocked(ctx context.Context) error {
+	if st := a.w.State(); st.Empty() {
+		return a.registerLocked(ctx)
+	}
+	if a.unsure {
+		return a.resyncLocked(ctx)
+	}
+	return nil
+}
+
+func (a *Account) registerLocked(ctx context.Context) error {
+	g, err := a.w.Genesis(a.home, a.o.now())
+	if err != nil {
+		return err
+	}
+	resp, err := Call(ctx, a.h, a.home, &pb.LedgerRequest{Req: &pb.LedgerRequest_Register{Register: &pb.RegisterAccountRequest{Chain: []*pb.Block{g}}}})
+	var re *protocols.RemoteError
+	if errors.As(err, &re) && strings.Contains(re.Message, ledger.ErrAccountExists.Error()) {
+		// Registered before a crash that lost the reply: read it back.
+		return a.resyncLocked(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("ledgersvc: open account at %s: %w", a.home, err)
+	}
+	if len(resp.Blocks) == 0 {
+		return fmt.Errorf("ledgersvc: open account: %w: no genesis in reply", ledger.ErrBadRequest)
+	}
+	if err := a.acceptLocked(resp.Blocks[:1]); err != nil {
+		return err
+	}
+	// A grant: the authority's TRANSFER_OUT to us, claimed at once.
+	for _, b := range resp.Blocks[1:] {
+		if a.paysUs(b) {
+			if err := a.claimLocked(ctx, b); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// resyncLocked reads what the home authority holds of our chain beyond
+// what we stored: blocks it countersigned whose replies we never stored.
+func (a *Account) resyncLocked(ctx context.Context) error {
+	st := a.w.State()
+	next := st.Next()
+	blocks, err := FetchChain(ctx, a.h, a.home, a.id, next)
+	if err != nil {
+		return fmt.Errorf("ledgersvc: catch up with %s: %w", a.home, err)
+	}
+	if len(blocks) > 0 {
+		if err := a.acceptLocked(blocks); err != nil {
+			return err
+		}
+	}
+	a.unsure = false
+	return nil
+}
+
+// acceptLocked validates blocks as the next of our chain and stores them
+// (one fsync).
+func (a *Account) acceptLocked(blocks []*pb.Block) error {
+	// The store validates every block against the chain and our trust set
+	// (an untrusted countersignature is refused here) before it keeps it.
+	if err := a.store.AppendBatch(blocks); err != nil {
+		return fmt.Errorf("ledgersvc: block from authority refused: %w", err)
+	}
+	for _, b := range blocks {
+		if err := a.w.Accept(b); err != nil {
+			return fmt.Errorf("ledgersvc: %w", err) // unreachable: the store validated it
+		}
+		if b.Kind == pb.BlockKind_BLOCK_TRANSFER_IN {
+			a.claimed[b.Reference] = true
+		}
+		emitBlock(a.o.log, b, a.w.State().Balance, true)
+	}
+	return nil
+}
+
+// countersignLocked has the home countersign b and stores the result.
+func (a *Account) countersignLocked(ctx context.Context, req *pb.CountersignRequest) (*pb.Block, error) {
+	resp, err := Call(ctx, a.h, a.home, &pb.LedgerRequest{Req: &pb.LedgerRequest_Countersign{Countersign: req}})
+	if err != nil {
+		var te *TransportError
+		if errors.As(err, &te) || errors.Is(err, protocols.Code(pb.ErrorCode_INTERNAL)) {
+			a.unsure = true
+		}
+		return nil, err
+	}
+	if len(resp.Blocks) != 1 {
+		a.unsure = true
+		return nil, fmt.Errorf("ledgersvc: countersign: %w: %d blocks in reply", ledger.ErrBadRequest, len(resp.Blocks))
+	}
+	if err := a.acceptLocked(resp.Blocks); err != nil {
+		a.unsure = true
+		return nil, err
+	}
+	return resp.Blocks[0], nil
+}
+
+func (a *Account) paysUs(b *pb.Block) bool {
+	switch b.Kind {
+	case pb.BlockKind_BLOCK_TRANSFER_OUT, pb.BlockKind_BLOCK_ESCROW_RELEASE, pb.BlockKind_BLOCK_ESCROW_REFUND:
+		return peer.ID(b.Counterparty) == a.id
+	}
+	return false
+}
+
+// Claim appends a TRANSFER_IN for an out-block paid to us (a transfer,
+// a release or a refund), countersigned by our home authority, which
+// checks that a trusted authority wrote or countersigned src.
+func (a *Account) Claim(ctx context.Context, src *pb.Block) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.readyLocked(ctx); err != nil {
+		return err
+	}
+	return a.claimLocked(ctx, src)
+}
+
+func (a *Account) claimLocked(ctx context.Context, src *pb.Block) error {
+	if a.claimed[ledger.HashRef(src)] {
+		return nil
+	}
+	req, err := a.w.Claim(src, a.o.now())
+	if err != nil {
+		return fmt.Errorf("ledgersvc: claim: %w", err)
+	}
+	_, err = a.countersignLocked(ctx, req)
+	if errors.Is(err, protocols.Code(pb.ErrorCode_LEDGER_INVALID_BLOCK)) && a.claimedUpstream(err) {
+		a.claimed[ledger.HashRef(src)] = true
+		return nil
+	}
+	return err
+}
+
+func (a *Account) claimedUpstream(err error) bool {
+	var re *protocols.RemoteError
+	return errors.As(err, &re) && strings.Contains(re.Message, ledger.ErrReplay.Error())
+}
+
+// Sync claims every out-block paid to us on the trusted authorities' own
+// chains (mints, grants, releases, refunds) not claimed yet.
+func (a *Account) Sync(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.readyLocked(ctx); err != nil {
+		return err
+	}
+	var errs []error
+	for _, auth := range a.auths {
+		blocks, err := FetchChain(ctx, a.h, auth, auth, a.cursor[auth])
+		for _, b := range blocks {
+			if a.paysUs(b) && !a.claimed[ledger.HashRef(b)] {
+				if cerr := a.claimLocked(ctx, b); cerr != nil {
+					errs = append(errs, cerr)
+					err = nil
+					break
+				}
+			}
+			a.cursor[auth] = b.Seq + 1
+		}
+		if err != nil && auth == a.home {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Balance syncs (claims what was paid to us) and returns the balance.
+func (a *Account) Balance(ctx context.Context) (uint64, error) {
+	err := a.Sync(ctx)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.w.State().Balance, err
+}
+
+// State is the chain state as stored (no network).
+func (a *Account) State() ledger.ChainState {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.w.State()
+}
+
+// Chain returns the account's blocks (copies).
+func (a *Account) Chain() []*pb.Block {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]*pb.Block, len(a.w.Blocks()))
+	for i, b := range a.w.Blocks() {
+		out[i] = ledger.Clone(b)
+	}
+	return out
+}
+
+// Lock locks amount in escrow for worker under the award bidID, with the
+// home authority, expiring at expires. A short balance is an
+// *InsufficientFundsError before anything is sent.
+func (a *Account) Lock(ctx context.Context, worker peer.ID, bidID []byte, amount uint64, expires time.Time) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.readyLocked(ctx); err != nil {
+		return err
+	}
+	esc := ledger.EscrowID(bidID)
+	if have := a.w.State().Balance; amount > have {
+		return &InsufficientFundsError{Need: amount, Have: have}
+	}
+	b, err := a.w.Lock(worker, esc, amount, expires, a.o.now())
+	if err != nil {
+		return fmt.Errorf("ledgersvc: lock: %w", err)
+	}
+	if _, err := a.countersignLocked(ctx, &pb.CountersignRequest{Block: b}); err != nil {
+		if errors.Is(err, protocols.Code(pb.ErrorCode_LEDGER_INSUFFICIENT_FUNDS)) {
+			return &InsufficientFundsError{Need: amount, Have: a.w.State().Balance}
+		}
+		return fmt.Errorf("ledgersvc: lock: %w", err)
+	}
+	a.locks[esc] = &lockInfo{authority: a.home, amount: amount, expires: expires}
+	return nil
+}
+
+// Transfer pays amount to another account; it returns the countersigned
+// out-block, which the receiver claims (Claim) at its own home.
+func (a *Account) Transfer(ctx context.Context, to peer.ID, amount uint64, ref string) (*pb.Block, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.readyLocked(ctx); err != nil {
+		return nil, err
+	}
+	if have := a.w.State().Balance; amount > have {
+		return nil, &InsufficientFundsError{Need: amount, Have: have}
+	}
+	b, err := a.w.Transfer(to, amount, ref, a.o.now())
+	if err != nil {
+		return nil, fmt.Errorf("ledgersvc: transfer: %w", err)
+	}
+	return a.countersignLocked(ctx, &pb.CountersignRequest{Block: b})
+}
+
+// Ack signs the acknowledgement of a delivered result's receipt and
+// returns the receipt hash and the signature.
+func (a *Account) Ack(sr *pb.SignedReceipt) (hash, sig []byte, err error) {
+	hash = ledger.ReceiptHash(sr)
+	sig, err = a.key.Sign(ledger.ClientAckBytes(hash))
+	return hash, sig, err
+}
+
+// RefundExpired asks for the rest of every escrow of ours whose award has
+// expired and claims what comes back. It returns the points refunded.
+func (a *Account) RefundExpired(ctx context.Context) (uint64, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.readyLocked(ctx); err != nil {
+		return 0, err
+	}
+	var total uint64
+	var errs []error
+	now := a.o.now()
+	for esc, l := range a.locks {
+		if now.Before(l.expires) {
+			continue
+		}
+		resp, err := Call(ctx, a.h, l.authority, &pb.LedgerRequest{Req: &pb.LedgerRequest_Refund{Refund: &pb.RefundRequest{Client: []byte(a.id), Escrow: esc}}})
+		switch {
+		case errors.Is(err, protocols.Code(pb.ErrorCode_BAD_REQUEST)), errors.Is(err, protocols.Code(pb.ErrorCode_NOT_FOUND)):
+			delete(a.locks, esc) // nothing left (or unknown): done with it
+			continue
+		case err != nil:
+			errs = append(errs, err)
+			continue
+		}
+		for _, b := range resp.Blocks {
+			if a.paysUs(b) {
+				if err := a.claimLocked(ctx, b); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				total += b.Amount
+			}
+		}
+	}
+	return total, errors.Join(errs...)
+}

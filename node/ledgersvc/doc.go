@@ -1,0 +1,20 @@
+// Package ledgersvc puts package ledger on the network: the
+// /p2pjobs/ledger/1.0.0 service an authority runs (Service: the notary
+// behind a stream handler, with a group-commit queue so that concurrent
+// requests share one fsync), and the account side every client and worker
+// runs (Account: registration with the home authority, escrow locks,
+// acknowledgements, batched settlement of receipts, claims, balance and
+// history, all persisted in the node's own ledger.Store).
+//
+// The ledger's rules live in package ledger; this package only moves its
+// requests and blocks between hosts and stores. Node assembly (package
+// node) creates both; the client and worker services use Account through
+// their own small interfaces (client.Payer, worker.Payee).
+//
+// Persist before you send: an authority replies only after the blocks of
+// its decision are committed, and an account stores a countersigned block
+// before it builds the next one. An account whose request may have been
+// countersigned without it hearing the reply re-reads its chain from its
+// home authority before it signs anything else, so a lost reply never
+// becomes a fork.
+package ledgersvc
