@@ -171,6 +171,9 @@ func runDemo(ctx context.Context, g *globalOptions, o *demoOptions, cmd *cobra.C
 		return []string{"--data-dir", filepath.Join(dir, name), "--listen", "/ip4/127.0.0.1/tcp/0",
 			"--events", filepath.Join(logs, name+".jsonl"), "--ready-file", filepath.Join(dir, name+".ready"), "--log-level", "warn"}
 	}
+	if err := writeDemoAuthorityConfig(filepath.Join(dir, "authority")); err != nil {
+		return err
+	}
 	auth, err := startProc(dir, "authority", append([]string{"--role", "authority"}, common("authority")...)...)
 	if err != nil {
 		return err
@@ -235,6 +238,11 @@ results: %s
 	failed := view.summary()
 	if runErr != nil {
 		return runErr
+	}
+	if n.Account != nil {
+		if err := demoLedger(ctx, out, n, n.Account.Home()); err != nil {
+			return err
+		}
 	}
 	if failed > 0 && !o.Viz {
 		return exitError{exitFailure, fmt.Errorf("%d jobs failed", failed)}

@@ -183,7 +183,7 @@ func openNode(ctx context.Context, g *globalOptions, o *nodeOptions, cmd *cobra.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n, err := node.New(ctx, cfg, key, node.WithEvents(evlog), node.WithLogger(logger), node.WithRegisterer(reg),
-		node.WithModuleCache(dd.Join(node.ModuleDir)))
+		node.WithModuleCache(dd.Join(node.ModuleDir)), node.WithLedger(dd.Join(node.LedgerFile)))
 	if err != nil {
 		_ = evlog.Close()
 		return fail(err)
