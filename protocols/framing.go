@@ -70,6 +70,14 @@ func NewWriter(w io.Writer, max int) *Writer {
 	return &Writer{w: w, max: max}
 }
 
+// Flush flushes the underlying writer if it buffers (a *bufio.Writer).
+func (w *Writer) Flush() error {
+	if f, ok := w.w.(interface{ Flush() error }); ok {
+		return f.Flush()
+	}
+	return nil
+}
+
 // Write encodes m as one frame with a single write call.
 func (w *Writer) Write(m proto.Message) error {
 	n := proto.Size(m)

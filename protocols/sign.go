@@ -99,6 +99,20 @@ func verify(signer []byte, domain string, raw, sig []byte) (peer.ID, error) {
 	return id, nil
 }
 
+// DecodeReceipt decodes a receipt without checking its signature. For a
+// receiver on an authenticated stream from the worker named in it, who
+// only needs the fields: whoever settles verifies the signature.
+func DecodeReceipt(sr *pb.SignedReceipt) (*pb.Receipt, error) {
+	if sr == nil || len(sr.Signature) == 0 {
+		return nil, fmt.Errorf("%w: no receipt", ErrMalformed)
+	}
+	var r pb.Receipt
+	if err := proto.Unmarshal(sr.Receipt, &r); err != nil {
+		return nil, fmt.Errorf("%w: receipt: %w", ErrMalformed, err)
+	}
+	return &r, nil
+}
+
 // ResultHash is what a receipt commits to: the exit code, stdout, stderr and
 // each output file, length-prefixed so no two results hash alike.
 func ResultHash(r *pb.JobResult) []byte {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,6 +30,7 @@ type benchOptions struct {
 	Singles int
 	Slots   int
 	Dir     string
+	Profile string
 }
 
 func newBenchCmd(g *globalOptions) *cobra.Command {
@@ -55,6 +57,7 @@ records them for a 2-core machine.`,
 	f.IntVar(&o.Singles, "singles", 200, "single-job series for the latency figures")
 	f.IntVar(&o.Slots, "slots", 2, "slots per worker")
 	f.StringVar(&o.Dir, "dir", "", "working directory (default: a new temporary directory)")
+	f.StringVar(&o.Profile, "cpuprofile", "", "write the client's CPU profile of the throughput run to this file")
 	return cmd
 }
 
@@ -151,10 +154,21 @@ func trivialSeries(id string, n int) *client.Series {
 	return s
 }
 
-func throughput(ctx context.Context, c *client.Client, n int) (float64, error) {
+func throughput(ctx context.Context, c *client.Client, n int, profile string) (float64, error) {
 	// Warm-up: every worker compiles the module and the streams are set up.
 	if _, err := c.Run(ctx, trivialSeries("warmup", 200), client.Hooks{}); err != nil {
 		return 0, err
+	}
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return 0, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return 0, err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	start := time.Now()
 	rep, err := c.Run(ctx, trivialSeries("throughput", n), client.Hooks{})
@@ -211,7 +225,7 @@ func runBench(ctx context.Context, g *globalOptions, o *benchOptions, cmd *cobra
 	if err != nil {
 		return err
 	}
-	res.JobsPerSec, err = throughput(ctx, net.client.Client, o.Jobs)
+	res.JobsPerSec, err = throughput(ctx, net.client.Client, o.Jobs, o.Profile)
 	if err == nil {
 		fmt.Fprintf(errOut, "bench: %d single-job series on a warm network...\n", o.Singles)
 		var series, jobs []float64
@@ -242,7 +256,7 @@ func runBench(ctx context.Context, g *globalOptions, o *benchOptions, cmd *cobra
 	if err != nil {
 		return err
 	}
-	res.JobsPerSecLogs, err = throughput(ctx, net.client.Client, o.Jobs)
+	res.JobsPerSecLogs, err = throughput(ctx, net.client.Client, o.Jobs, "")
 	net.stop()
 	if err != nil {
 		return err

@@ -4,11 +4,16 @@ package nodetest
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/p2pjobs/p2pnode/node"
+	"github.com/p2pjobs/p2pnode/node/exec"
+	"github.com/p2pjobs/p2pnode/scripts/wasm"
 )
 
 // Start runs a node with roles on 127.0.0.1, bootstrapping from auths
@@ -39,12 +44,41 @@ func StartKeyed(t testing.TB, key crypto.PrivKey, edit func(*node.Config), opts 
 	edit(&cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	opts = append([]node.Option{node.WithModuleCache(ModuleCache(t))}, opts...)
 	n, err := node.New(ctx, cfg, key, opts...)
 	if err != nil {
 		t.Fatalf("start %v: %v", cfg.Roles, err)
 	}
 	t.Cleanup(func() { _ = n.Close() })
 	return n
+}
+
+var moduleCache = sync.OnceValues(func() (string, error) {
+	// Shared by every test node and every test binary (wazero writes its
+	// cache files atomically), and warmed with the sample modules once:
+	// compiling the 3 MB pi module takes over a minute under -race, per
+	// worker, which is not what these tests are about.
+	dir := filepath.Join(os.TempDir(), "p2pnode-test-wasm-cache")
+	w, err := exec.NewWasm(exec.WithCacheDir(dir))
+	if err != nil {
+		return "", err
+	}
+	defer w.Close(context.Background())
+	for _, m := range [][]byte{wasm.Pi, wasm.Trivial} {
+		if _, err := w.AddModule(context.Background(), m); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
+})
+
+// ModuleCache is the warmed compilation cache test nodes share.
+func ModuleCache(t testing.TB) string {
+	dir, err := moduleCache()
+	if err != nil {
+		t.Fatalf("module cache: %v", err)
+	}
+	return dir
 }
 
 // Addr is n's first full multiaddr.

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -35,15 +37,20 @@ type jobStream struct {
 	st     network.Stream
 	client peer.ID
 
-	wmu sync.Mutex // serialises writes of replies
-	w   *protocols.Writer
+	// Replies are buffered; whoever writes last while others wait to write
+	// flushes, so results finishing together share one frame and syscall.
+	waiting atomic.Int32 // replies waiting for wmu or being written
+	wmu     sync.Mutex   // serialises writes of replies
+	bw      *bufio.Writer
+	w       *protocols.Writer
 
 	module bytes.Buffer // module being pushed in chunks
 	jobs   sync.WaitGroup
 }
 
 func (s *Service) handleJob(st network.Stream) {
-	js := &jobStream{s: s, st: st, client: st.Conn().RemotePeer(), w: protocols.NewWriter(st, protocols.MaxJobMsg)}
+	js := &jobStream{s: s, st: st, client: st.Conn().RemotePeer(), bw: bufio.NewWriterSize(st, 64<<10)}
+	js.w = protocols.NewWriter(js.bw, protocols.MaxJobMsg)
 	s.wg.Add(1)
 	defer s.wg.Done()
 	err := js.serve()
@@ -128,10 +135,14 @@ func (js *jobStream) chunk(c *pb.ModuleChunk) error {
 }
 
 func (js *jobStream) reply(m *pb.JobStreamReply) error {
+	js.waiting.Add(1)
 	js.wmu.Lock()
 	defer js.wmu.Unlock()
 	_ = js.st.SetWriteDeadline(time.Now().Add(protocols.JobIdleTimeout))
 	err := js.w.Write(m)
+	if js.waiting.Add(-1) == 0 || err != nil {
+		err = errors.Join(err, js.bw.Flush())
+	}
 	var rerr error
 	if r := m.GetResult(); r != nil {
 		rerr = protocols.FromPB(r.Error)
