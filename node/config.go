@@ -34,7 +34,15 @@ type Config struct {
 
 	Worker    WorkerConfig    `yaml:"worker"`
 	Authority AuthorityConfig `yaml:"authority"`
+	Client    ClientConfig    `yaml:"client"`
 	NAT       NATConfig       `yaml:"nat"`
+}
+
+// ClientConfig configures the client role.
+type ClientConfig struct {
+	// Discovery is how workers are found: authority (then the overlay when
+	// too few answer), dht, flood, or all.
+	Discovery string `yaml:"discovery"`
 }
 
 // WorkerConfig configures the worker role.
@@ -153,6 +161,11 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("%w: dht_mode %q (want auto, server or client)", ErrConfig, c.DHTMode)
 	}
+	switch c.Client.Discovery {
+	case "", "authority", "dht", "flood", "all":
+	default:
+		return fmt.Errorf("%w: client.discovery %q (want authority, dht, flood or all)", ErrConfig, c.Client.Discovery)
+	}
 	switch c.NAT.Reachability {
 	case "", "auto", "public", "private":
 	default:
@@ -239,6 +252,8 @@ const defaultConfigYAML = `# p2pnode configuration. Flags given on the command l
 #     per_identity: 0s          # 0 = once per identity, ever
 #     max_per_hour: 0           # 0 = no cap
 #   dispute_window: 10m         # an unacknowledged receipt is paid after this
+# client:
+#   discovery: authority        # authority | dht | flood | all
 # nat:
 #   reachability: auto          # auto | public | private
 #   port_map: false             # try UPnP / NAT-PMP

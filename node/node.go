@@ -188,6 +188,9 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 	}
 	if cfg.Has(RoleClient) {
 		copts := []client.Option{client.WithAuthorities(auths), client.WithFinder(dhtFinder{n})}
+		if cfg.Client.Discovery != "" {
+			copts = append(copts, client.WithDiscovery(cfg.Client.Discovery))
+		}
 		if n.Account != nil {
 			copts = append(copts, client.WithPayer(n.Account))
 		}

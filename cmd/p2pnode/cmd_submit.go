@@ -17,7 +17,8 @@ import (
 func init() { register(newSubmitCmd) }
 
 type submitOptions struct {
-	node nodeOptions
+	node      nodeOptions
+	discovery string
 }
 
 func newSubmitCmd(g *globalOptions) *cobra.Command {
@@ -45,6 +46,8 @@ Exit codes: 0 all jobs done, 1 a job failed (each reason is printed),
 		},
 	}
 	o.node.AddFlags(cmd.Flags(), false)
+	cmd.Flags().StringVar(&o.discovery, "discovery", "", "how to find workers: authority (then the overlay if too few answer), dht, flood or all (default from config: authority)")
+	_ = cmd.RegisterFlagCompletionFunc("discovery", cobra.FixedCompletions(client.DiscoveryModes, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
@@ -61,12 +64,20 @@ func runSubmit(ctx context.Context, g *globalOptions, o *submitOptions, cmd *cob
 	if _, err := client.FromSpec(spec, builtins()); err != nil {
 		return usageError{err}
 	}
+	if o.discovery != "" {
+		if _, err := client.ParseDiscovery(o.discovery); err != nil {
+			return usageError{err}
+		}
+	}
 	view := newSeriesView(cmd.OutOrStdout(), g.JSON)
 	sock := filepath.Join(g.DataDir, node.SocketFile)
 	var runErr error
 	if api.Alive(sock) {
 		if !g.JSON {
 			fmt.Fprintf(cmd.OutOrStdout(), "handing the series to the node running on %s\n", g.DataDir)
+			if o.discovery != "" {
+				fmt.Fprintln(cmd.ErrOrStderr(), "p2pnode: --discovery is ignored: the running node uses its configured client.discovery")
+			}
 		}
 		runErr = api.Submit(ctx, sock, abs, func(m api.Message) {
 			view.handle(m)
@@ -76,6 +87,9 @@ func runSubmit(ctx context.Context, g *globalOptions, o *submitOptions, cmd *cob
 		})
 	} else {
 		n, _, closeAll, err := openNode(ctx, g, &o.node, cmd, func(c *node.Config) {
+			if o.discovery != "" {
+				c.Client.Discovery = o.discovery
+			}
 			c.Roles = []string{node.RoleClient}
 			c.Listen = []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"}
 		})

@@ -117,7 +117,7 @@ func (v *seriesView) summary() int {
 		return failed
 	}
 	tw := tabwriter.NewWriter(v.out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "JOB\tWORKER\tRUN\tTOTAL\tTRIES\tRESULT")
+	fmt.Fprintln(tw, "JOB\tWORKER\tPATH\tRUN\tTOTAL\tTRIES\tRESULT")
 	for _, l := range v.lines {
 		res := l.Stdout
 		if l.Status != "done" {
@@ -126,7 +126,11 @@ func (v *seriesView) summary() int {
 		if len(res) > 90 {
 			res = res[:87] + "..."
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.2fs\t%.2fs\t%d\t%s\n", l.Job, v.short(l.Worker), float64(l.RunMs)/1000, l.Seconds, l.Attempts, strings.TrimSpace(res))
+		path := l.Path
+		if path == "" {
+			path = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2fs\t%.2fs\t%d\t%s\n", l.Job, v.short(l.Worker), path, float64(l.RunMs)/1000, l.Seconds, l.Attempts, strings.TrimSpace(res))
 	}
 	tw.Flush()
 	per := map[string]int{}
@@ -140,9 +144,29 @@ func (v *seriesView) summary() int {
 		parts = append(parts, fmt.Sprintf("%s: %d", w, n))
 	}
 	sort.Strings(parts)
+	routes := map[string]map[string]bool{} // route -> workers
+	paths := map[string]int{}
+	for _, l := range v.lines {
+		if l.Route != "" {
+			if routes[l.Route] == nil {
+				routes[l.Route] = map[string]bool{}
+			}
+			routes[l.Route][l.Worker] = true
+		}
+		if l.Path != "" {
+			paths[l.Path]++
+		}
+	}
+	var via []string
+	for r, ws := range routes {
+		via = append(via, fmt.Sprintf("%s: %d", r, len(ws)))
+	}
+	sort.Strings(via)
 	if v.done != nil {
-		fmt.Fprintf(v.out, "%d jobs: %d done, %d failed in %.1fs (jobs per worker: %s)\nresults: %s\n",
-			len(v.lines), len(v.lines)-failed, failed, v.done.Seconds, strings.Join(parts, ", "), v.done.Results)
+		fmt.Fprintf(v.out, "%d jobs: %d done, %d failed in %.1fs (jobs per worker: %s)\n",
+			len(v.lines), len(v.lines)-failed, failed, v.done.Seconds, strings.Join(parts, ", "))
+		fmt.Fprintf(v.out, "workers found via %s; results over direct connections: %d, relayed: %d\nresults: %s\n",
+			strings.Join(via, ", "), paths["direct"], paths["relayed"], v.done.Results)
 	}
 	return failed
 }

@@ -130,6 +130,7 @@ type Outcome struct {
 	Elapsed  time.Duration // from first dispatch to outcome
 	Price    uint64
 	Conn     string // "direct" or "relayed": the connection the result came over ("" without one)
+	Route    string // how the worker was found: authority, dht or flood
 }
 
 // Candidate is a worker found by discovery.

@@ -41,8 +41,8 @@ type dispatch struct {
 	unused   []peer.ID // bidders not yet dispatched to: the next bids
 	lastErr  map[peer.ID]error
 	names    map[peer.ID]string // see name
-	budget   map[peer.ID]int // jobs each worker's escrow covers (pay.go); nil: unpaid
-	spent    map[peer.ID]int // jobs handed to each worker, less those that failed
+	budget   map[peer.ID]int    // jobs each worker's escrow covers (pay.go); nil: unpaid
+	spent    map[peer.ID]int    // jobs handed to each worker, less those that failed
 
 	outMu sync.Mutex // serialises onOutcome calls
 }
@@ -210,6 +210,9 @@ func (d *dispatch) endLocked(idx int, o Outcome) {
 	}
 	d.ended[idx] = true
 	o.Index, o.ID, o.Attempts = idx, d.s.Jobs[idx].ID, d.attempts[idx]
+	if off, ok := d.offers[o.Worker]; ok {
+		o.Route = off.Route
+	}
 	if !d.first[idx].IsZero() {
 		o.Elapsed = d.c.o.now().Sub(d.first[idx])
 	}

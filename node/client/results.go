@@ -32,6 +32,8 @@ type SummaryLine struct {
 	Price    uint64  `json:"price,omitempty"`
 	Error    string  `json:"error,omitempty"`
 	Stdout   string  `json:"stdout,omitempty"` // first line, for the table
+	Path     string  `json:"path,omitempty"`   // direct | relayed: how the result travelled
+	Route    string  `json:"route,omitempty"`  // how the worker was found: authority | dht | flood
 }
 
 // NewResultWriter creates dir and the summary file (truncated: a re-run of
@@ -52,7 +54,8 @@ func (w *ResultWriter) Dir() string { return w.dir }
 
 // Line summarises an outcome.
 func Line(o Outcome) SummaryLine {
-	l := SummaryLine{Job: o.ID, Status: "done", Attempts: o.Attempts, Seconds: o.Elapsed.Seconds(), Price: o.Price}
+	l := SummaryLine{Job: o.ID, Status: "done", Attempts: o.Attempts, Seconds: o.Elapsed.Seconds(), Price: o.Price,
+		Path: o.Conn, Route: o.Route}
 	if o.Worker != "" {
 		l.Worker = o.Worker.String()
 	}
