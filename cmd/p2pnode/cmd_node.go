@@ -48,7 +48,7 @@ func (o *nodeOptions) AddFlags(f *pflag.FlagSet, withRole bool) {
 		f.StringArrayVar(&o.Listen, "listen", nil, "multiaddr to listen on (repeatable; default all interfaces, random TCP and QUIC ports)")
 		f.StringArrayVar(&o.Announce, "announce", nil, "public multiaddr to advertise (repeatable; authorities behind a fixed address)")
 		f.StringVar(&o.Metrics, "metrics", "", "serve Prometheus /metrics on host:port")
-		f.IntVar(&o.Slots, "slots", -1, "worker: concurrent jobs (0 = number of CPUs)")
+		f.IntVar(&o.Slots, "slots", 0, "worker: concurrent jobs (0 = number of CPUs)")
 		f.Uint64Var(&o.Price, "price", 0, "worker: price per job in points")
 		f.StringVar(&o.DHTMode, "dht-mode", "", "DHT mode: auto, server or client")
 		f.StringVar(&o.Reachability, "reachability", "", "force reachability: auto, public or private")
@@ -266,6 +266,12 @@ type backend struct{ n *node.Node }
 func (b backend) Status() any                 { return b.n.Status() }
 func (b backend) Client() *client.Client      { return b.n.Client }
 func (b backend) Builtins() map[string][]byte { return builtins() }
+func (b backend) Ledger() api.Ledger {
+	if b.n.LedgerStore() == nil {
+		return nil
+	}
+	return nodeLedger{b.n} // cmd_ledger.go
+}
 
 func builtins() map[string][]byte {
 	return map[string][]byte{"pi": wasm.Pi, "trivial": wasm.Trivial}
