@@ -79,12 +79,14 @@ func runSubmit(ctx context.Context, g *globalOptions, o *submitOptions, cmd *cob
 				fmt.Fprintln(cmd.ErrOrStderr(), "p2pnode: --discovery is ignored: the running node uses its configured client.discovery")
 			}
 		}
+		var remoteErr error // the node's own report of why the series failed
 		runErr = api.Submit(ctx, sock, abs, func(m api.Message) {
 			view.handle(m)
 			if m.Kind == "error" {
-				runErr = errors.New(m.Error)
+				remoteErr = errors.New(m.Error)
 			}
 		})
+		runErr = errors.Join(runErr, remoteErr)
 	} else {
 		n, _, closeAll, err := openNode(ctx, g, &o.node, cmd, func(c *node.Config) {
 			if o.discovery != "" {

@@ -49,7 +49,21 @@ func binary(t *testing.T) string {
 // daemon runs the binary until the test ends and returns its ready info.
 func daemon(t *testing.T, name string, args ...string) Ready {
 	t.Helper()
+	return daemonWithConfig(t, name, "", args...)
+}
+
+// daemonWithConfig is daemon with a config.yaml in the data directory.
+func daemonWithConfig(t *testing.T, name, config string, args ...string) Ready {
+	t.Helper()
 	dir := t.TempDir()
+	if config != "" {
+		if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "data", "config.yaml"), []byte(config), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ready := filepath.Join(dir, "ready.json")
 	args = append(args, "--data-dir", filepath.Join(dir, "data"), "--listen", "/ip4/127.0.0.1/tcp/0",
 		"--ready-file", ready, "--log-level", "warn")
@@ -118,7 +132,8 @@ func writeSpec(t *testing.T, dir, body string) string {
 // by asking a throw-away client (the ledger-free discover path).
 func startNetwork(t *testing.T, workers int) string {
 	t.Helper()
-	auth := daemon(t, "authority", "--role", "authority")
+	// New accounts get points, so clients can pay for their series.
+	auth := daemonWithConfig(t, "authority", "authority:\n  grant:\n    amount: 1000\n", "--role", "authority")
 	addr := auth.Addrs[0]
 	for i := range workers {
 		daemon(t, fmt.Sprintf("worker-%d", i), "--role", "worker", "--bootstrap", addr, "--slots", "2")
@@ -245,5 +260,53 @@ func TestInitAndDataDirLock(t *testing.T) {
 	out, code = p2pnode(t, "--role", "worker", "--data-dir", dir, "--listen", "/ip4/127.0.0.1/tcp/0")
 	if code == 0 || !strings.Contains(out, "in use") {
 		t.Fatalf("second node on a locked data dir: exit %d\n%s", code, out)
+	}
+}
+
+// TestSubmitToRunningNode: with a worker,client node running on a data
+// directory, submit hands the series to it over the local API instead of
+// opening the (locked) directory itself; status reads the same socket.
+func TestSubmitToRunningNode(t *testing.T) {
+	addr := startNetwork(t, 1)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	ready := filepath.Join(dir, "ready.json")
+	cmd := exec.Command(binary(t), "--role", "worker,client", "--bootstrap", addr, "--data-dir", data,
+		"--listen", "/ip4/127.0.0.1/tcp/0", "--ready-file", ready, "--log-level", "warn")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
+	deadline := time.Now().Add(30 * time.Second)
+	for _, err := os.Stat(ready); err != nil; _, err = os.Stat(ready) {
+		if time.Now().After(deadline) {
+			t.Fatal("node not ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	spec := writeSpec(t, dir, `name: handed
+module: builtin:trivial
+params:
+  n: {from: 1, to: 6}
+`)
+	var out string
+	var code int
+	for {
+		out, code = p2pnode(t, "submit", spec, "--data-dir", data)
+		if code == 0 || time.Now().After(deadline) || !strings.Contains(out, "no workers found") {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if code != 0 || !strings.Contains(out, "handing the series to the node running") || !strings.Contains(out, "6 jobs: 6 done") {
+		t.Fatalf("submit to a running node: exit %d\n%s", code, out)
+	}
+	out, code = p2pnode(t, "status", "--data-dir", data, "--json")
+	var st struct {
+		PeerID string   `json:"peer_id"`
+		Roles  []string `json:"roles"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.PeerID == "" || len(st.Roles) != 2 {
+		t.Fatalf("status --json: exit %d\n%s", code, out)
 	}
 }
