@@ -200,6 +200,8 @@ authcfg() {
 		authority:
 		  heartbeat: 5s
 		  ttl: 20s
+		  grant:
+		    amount: 1000
 	EOF
 }
 
@@ -275,7 +277,7 @@ jobs_via() { grep '"kind":"outcome"' "$WORK/submit.jsonl" | grep '"status":"done
 stream_via() { { events c1 | grep '"kind":"job_stream"' | grep "\"peer\":\"$1\"" || true; } | sed -n 's/.*"conn":"\([a-z]*\)".*/\1/p' | sort -u | paste -sd, -; }
 
 has_direct() { status c1 | tr -d ' \n' | grep -q "{\"id\":\"$1\",\"conn\":\"direct\""; }
-wait_for "a direct connection client<->w1" 10 has_direct "$W1"
+wait_for "a direct connection client<->w1" 30 has_direct "$W1"
 sleep 0.3 # the event logs flush every 200 ms
 P1=$(path_to "$W1") P3=$(path_to "$W3")
 D1=$(direct_ms "$W1" || echo -)
