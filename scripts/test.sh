@@ -33,7 +33,18 @@ fi
 go vet ./...
 
 echo "test.sh: go test -race ./..."
-go test -race -timeout 25m ./...
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+go test -race -timeout 25m ./... 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -c '^ok ' "$log" || true)
+failed=$(grep -cE '^(FAIL|--- FAIL)' "$log" || true)
+if [ "$status" != 0 ]; then
+	echo "test.sh: $passed passed, $failed failed"
+	exit "$status"
+fi
 
 # Every decoder of wire data has a fuzz target; run each briefly so a
 # regression that panics on hostile bytes fails CI. Longer runs:
@@ -49,4 +60,5 @@ done < <(grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
 		echo "./$(dirname "${f#./}") $t"
 	done
 done | sort -u)
-echo "test.sh: all passed"
+nfuzz=$(grep -rh --include='*_test.go' '^func Fuzz' . | wc -l)
+echo "test.sh: $((passed + nfuzz)) passed, 0 failed"
