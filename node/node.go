@@ -15,8 +15,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
-	dutil "github.com/libp2p/go-libp2p/p2p/discovery/util"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/p2pjobs/p2pnode/ledger"
 	"github.com/p2pjobs/p2pnode/node/authority"
@@ -155,14 +153,10 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 	}
 	kickAutoRelay(h, &cfg)
 
-	mode := dht.ModeAuto
-	switch {
-	case cfg.Has(RoleAuthority) || cfg.DHTMode == "server":
-		mode = dht.ModeServer
-	case cfg.DHTMode == "client":
-		mode = dht.ModeClient
-	}
-	n.DHT, err = dht.New(h, dht.ProtocolPrefix(protocols.DHTPrefix), dht.Mode(mode), dht.BootstrapPeers(auths...))
+	// dht.go: who serves the DHT, and how the worker fallback survives
+	// the authorities. Bootstrap from every authority known, learned ones too.
+	n.DHT, err = dht.New(h, dht.ProtocolPrefix(protocols.DHTPrefix), dht.Mode(dhtMode(&cfg, auths)),
+		dht.BootstrapPeersFunc(book.list))
 	if err != nil {
 		return nil, fmt.Errorf("node: dht: %w", err)
 	}
@@ -272,39 +266,11 @@ func (n *Node) startWorker(ctx context.Context, o *options) error {
 		w.AddAuthority(a)
 	}
 	// Advertise on the DHT too, so clients find workers when no authority
-	// answers. The advertiser re-provides before the records expire.
-	disc := drouting.NewRoutingDiscovery(n.DHT)
+	// answers (dht.go).
 	for _, e := range n.executors {
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			dutil.Advertise(n.ctx, disc, WorkerNamespace(e.Name()))
-		}()
+		n.wg.Go(func() { n.advertise(WorkerNamespace(e.Name())) })
 	}
 	return nil
-}
-
-// dhtFinder finds workers through DHT provider records.
-type dhtFinder struct{ n *Node }
-
-func (f dhtFinder) FindWorkers(ctx context.Context, executor string, limit int) ([]peer.AddrInfo, error) {
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	disc := drouting.NewRoutingDiscovery(f.n.DHT)
-	ch, err := disc.FindPeers(ctx, WorkerNamespace(executor))
-	if err != nil {
-		return nil, err
-	}
-	var out []peer.AddrInfo
-	for ai := range ch {
-		if ai.ID != f.n.Host.ID() {
-			out = append(out, ai)
-			if len(out) >= limit {
-				break
-			}
-		}
-	}
-	return out, nil
 }
 
 // Addrs returns the node's full multiaddrs, each ending in /p2p/<id>.
