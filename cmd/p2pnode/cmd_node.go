@@ -164,7 +164,17 @@ func openNode(ctx context.Context, g *globalOptions, o *nodeOptions, cmd *cobra.
 		return fail(err)
 	}
 	logger := newLogger(g)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var evopts []events.Option
+	if cfg.Metrics != "" {
+		evopts = append(evopts, events.WithObserver(events.NewMetrics(reg).Observe))
+	}
+	id, _ := peerIDOf(key)
 	var evlog *events.Log
+	if cfg.Events == "off" && cfg.Metrics != "" {
+		evlog = events.New(nil, id, cfg.RoleString(), evopts...)
+	}
 	if cfg.Events != "off" {
 		path := cfg.Events
 		if path == "" {
@@ -177,13 +187,10 @@ func openNode(ctx context.Context, g *globalOptions, o *nodeOptions, cmd *cobra.
 		if err != nil {
 			return fail(fmt.Errorf("event log: %w", err))
 		}
-		id, _ := peerIDOf(key)
-		evlog = events.New(f, id, cfg.RoleString())
+		evlog = events.New(f, id, cfg.RoleString(), evopts...)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	n, err := node.New(ctx, cfg, key, node.WithEvents(evlog), node.WithLogger(logger), node.WithRegisterer(reg),
-		node.WithModuleCache(dd.Join(node.ModuleDir)), node.WithLedger(dd.Join(node.LedgerFile)))
+	n, err := node.New(ctx, cfg, key, append([]node.Option{node.WithEvents(evlog), node.WithLogger(logger), node.WithRegisterer(reg),
+		node.WithModuleCache(dd.Join(node.ModuleDir)), node.WithLedger(dd.Join(node.LedgerFile))}, crashOptions()...)...)
 	if err != nil {
 		_ = evlog.Close()
 		return fail(err)

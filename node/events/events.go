@@ -75,6 +75,7 @@ type Log struct {
 	node, role string
 	start      time.Time
 	now        func() time.Time
+	observe    func(*Event) // metrics; called for every event, concurrently
 
 	mu     sync.Mutex // guards the fields below
 	w      *bufio.Writer
@@ -89,16 +90,26 @@ type Log struct {
 // Option configures a Log.
 type Option func(*Log)
 
+// WithObserver calls fn with every event before it is written (Prometheus
+// counters hang off it). fn must be safe for concurrent use and cheap.
+func WithObserver(fn func(*Event)) Option { return func(l *Log) { l.observe = fn } }
+
 // WithClock injects the clock (tests).
 func WithClock(now func() time.Time) Option { return func(l *Log) { l.now = now } }
 
 // New starts a log writing to w (closed by Close when it is an io.Closer).
+// With w nil, events only reach the observer.
 func New(w io.Writer, node, role string, opts ...Option) *Log {
 	l := &Log{node: node, role: role, now: time.Now, done: make(chan struct{})}
 	for _, o := range opts {
 		o(l)
 	}
 	l.start = l.now()
+	if w == nil {
+		// Observers only (metrics with the log file off): nothing to
+		// encode, buffer or flush.
+		return l
+	}
 	l.w = bufio.NewWriterSize(w, 64<<10)
 	l.enc = json.NewEncoder(l.w)
 	if c, ok := w.(io.Closer); ok {
@@ -138,6 +149,12 @@ func (l *Log) Emit(e Event) {
 	if e.Role == "" {
 		e.Role = l.role
 	}
+	if l.observe != nil {
+		l.observe(&e)
+	}
+	if l.w == nil {
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.err != nil {
@@ -164,7 +181,7 @@ func (l *Log) Message(dir string, p peer.ID, proto protocol.ID, size int, err er
 
 // Flush writes buffered events out.
 func (l *Log) Flush() {
-	if l == nil {
+	if l == nil || l.w == nil {
 		return
 	}
 	l.mu.Lock()
@@ -177,6 +194,9 @@ func (l *Log) Flush() {
 // Close flushes and closes the underlying writer.
 func (l *Log) Close() error {
 	if l == nil {
+		return nil
+	}
+	if l.w == nil {
 		return nil
 	}
 	close(l.done)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestEmitDecodeRoundTrip(t *testing.T) {
@@ -98,3 +100,22 @@ func BenchmarkEmit(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func TestMetricsCountEvents(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	l := New(nil, "n", "worker", WithObserver(m.Observe)) // metrics only, no file
+	l.Emit(Event{Kind: JobFinished})
+	l.Emit(Event{Kind: JobFailed, Err: "trap"})
+	l.Message("out", "p", "/p2pjobs/job/1.0.0", 100, nil)
+	l.Message("out", "p", "/p2pjobs/job/1.0.0", 50, nil)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(m.events.WithLabelValues("job_failed", "error")); got != 1 {
+		t.Errorf("job_failed errors: %v", got)
+	}
+	if got := testutil.ToFloat64(m.bytes.WithLabelValues("/p2pjobs/job/1.0.0", "out")); got != 150 {
+		t.Errorf("bytes out: %v", got)
+	}
+}
