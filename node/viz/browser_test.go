@@ -81,9 +81,9 @@ type pageState struct {
 	Errors      int     `json:"errors"`
 	ErrorsTotal int     `json:"errorsTotal"`
 	Nodes       []struct {
-		ID, Role string
-		X, Y     float64
-		Stopped  bool
+		ID, Role, Name string
+		X, Y           float64
+		Stopped        bool
 	} `json:"nodes"`
 	Links     []Link                             `json:"links"`
 	Arrows    []struct{ From, To, Proto string } `json:"arrows"`

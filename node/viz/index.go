@@ -1,6 +1,7 @@
 package viz
 
 import (
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -21,6 +22,10 @@ type Node struct {
 	Addrs []string `json:"addrs,omitempty"` // from its "started" event
 	// Logs is true when events written by this node were read.
 	Logs bool `json:"logs,omitempty"`
+	// Name is the base name of the node's log file without ".jsonl"
+	// (the demo's "authority", "worker-1", ...), "" when it has no log.
+	// Several nodes may share a name (logs called events.jsonl).
+	Name string `json:"name,omitempty"`
 	// First and Last are the times of the first and last events that
 	// mention the node.
 	First time.Time `json:"first"`
@@ -101,6 +106,9 @@ func (x *Index) noteNodes(r Record) {
 	if r.Node != "" {
 		n := x.node(r.Node, r.At)
 		n.Logs = true
+		if n.Name == "" && r.File != "" {
+			n.Name = strings.TrimSuffix(filepath.Base(r.File), ".jsonl")
+		}
 		if r.Role != "" {
 			n.Role = r.Role
 		}
@@ -280,6 +288,8 @@ func (s *State) Apply(r Record) {
 	case events.LedgerBlock:
 		if b, ok := number(r.Attrs["balance"]); ok {
 			s.Balance[r.Node] = b
+		} else if d, ok := BalanceChange(r.Attrs); ok {
+			s.Balance[r.Node] += d
 		}
 	case events.JobStarted, events.JobFinished, events.JobFailed:
 		j := s.Jobs[r.Node]
@@ -293,6 +303,26 @@ func (s *State) Apply(r Record) {
 		}
 		s.Jobs[r.Node] = j
 	}
+}
+
+// BalanceChange is what a ledger_block event without a "balance" attribute
+// (an authority's own chain) does to its chain's balance, from the block's
+// kind and amount: mint and transfer_in credit, transfer_out and escrow_lock
+// debit; escrow_release and escrow_refund pay out of escrow and genesis and
+// handover move nothing. ok is false for a block that is not a chain block
+// (no "kind").
+func BalanceChange(attrs map[string]any) (delta int64, ok bool) {
+	kind, _ := attrs["kind"].(string)
+	amount, _ := number(attrs["amount"])
+	switch kind {
+	case "mint", "transfer_in":
+		return amount, true
+	case "transfer_out", "escrow_lock":
+		return -amount, true
+	case "":
+		return 0, false
+	}
+	return 0, true
 }
 
 func connKind(c string) string {

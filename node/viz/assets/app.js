@@ -24,6 +24,8 @@
     xfers: [],       // positions of ledger blocks drawn as transfers
     errs: [],        // positions of error events
     nbChanged: [],   // nbChanged[i] true when neighbours event i changed its node's set
+    names: new Map(),// log name -> how many nodes have it
+    unmatched: new Map(), // "from>to:proto" -> msg_sent events not yet received
     skipped: 0,
     files: [],
   };
@@ -79,7 +81,12 @@
     return lo;
   }
   const endTime = () => (D.T.length ? D.T[D.T.length - 1] : 0);
-  const short = (id) => (id && id.length > 12 ? "…" + id.slice(-6) : id || "?");
+  // short is a peer ID as the CLI prints it (its last 8 characters).
+  const short = (id) => (id && id.length > 12 ? "…" + id.slice(-8) : id || "?");
+  // nameOf is a node's log name ("worker-1") when no other node has it.
+  const nameOf = (nd) => (nd.name && D.names.get(nd.name) === 1 && nd.name !== nd.id ? nd.name : "");
+  // title is how the page names a node: "worker-1 …Xy12AbCd" or the short ID.
+  const title = (nd) => (nameOf(nd) ? nameOf(nd) + " " : "") + short(nd.id);
   function protoName(p) {
     if (!p) return "";
     const parts = p.split("/").filter(Boolean);
@@ -113,12 +120,13 @@
   // ---- ingest --------------------------------------------------------------
   function ensureNode(i, info) {
     while (D.nodes.length <= i) {
-      D.nodes.push({ id: "", role: "", addrs: [], logs: false, x: NaN, y: NaN, pinned: false, first: -1,
-        nb: [], led: [], jobs: [], life: [], evs: [] });
+      D.nodes.push({ id: "", name: "", role: "", addrs: [], logs: false, x: NaN, y: NaN, pinned: false, first: -1,
+        home: -1, nb: [], led: [], jobs: [], life: [], evs: [] });
     }
     const n = D.nodes[i];
     if (info) {
       n.id = info.id;
+      if (info.name) n.name = info.name;
       if (info.role) n.role = info.role;
       if (info.addrs) n.addrs = info.addrs;
       n.logs = !!info.logs;
@@ -137,6 +145,8 @@
     if (page.t0 && page.total > 0 && !D.t0) D.t0 = parseTime(page.t0);
     const newNodes = D.nodes.length < page.nodes.length;
     page.nodes.forEach((info, i) => ensureNode(i, info));
+    D.names = new Map();
+    for (const nd of D.nodes) if (nd.name) D.names.set(nd.name, (D.names.get(nd.name) || 0) + 1);
     D.skipped = page.skipped || 0;
     D.files = page.files || [];
     let i = D.E.length;
@@ -156,13 +166,22 @@
           if (p >= 0 && p !== n) { const pr = pairOf(n, p); pr.ev[n === pr.a ? 0 : 1].push(i); }
           break;
         case "msg_sent":
-          if (p >= 0) D.msgs.push(i);
+          if (p >= 0) {
+            D.msgs.push(i);
+            const key = n + ">" + p + ":" + e.pr;
+            D.unmatched.set(key, (D.unmatched.get(key) || 0) + 1);
+          }
           break;
-        case "msg_recv":
-          // The sender logs its own msg_sent; draw the receive only when it
-          // failed or the sender has no log here.
-          if (p >= 0 && (e.e || !D.nodes[p].logs)) D.msgs.push(i);
+        case "msg_recv": {
+          // A message is drawn once, from its msg_sent. A receive is drawn
+          // when it failed, or when the sender logged no msg_sent for it
+          // (no log here, or a call its tracer does not see).
+          if (p < 0) break;
+          const key = p + ">" + n + ":" + e.pr, k = D.unmatched.get(key) || 0;
+          if (k > 0) D.unmatched.set(key, k - 1);
+          if (e.e || k === 0) D.msgs.push(i);
           break;
+        }
         case "neighbours": {
           const set = (e.nb || []).slice().sort((a, b) => a - b);
           e.nb = set;
@@ -173,13 +192,23 @@
           break;
         }
         case "ledger_block": {
-          const prevBal = nd.led.length ? balanceOf(D.E[nd.led[nd.led.length - 1]]) : null;
+          const prevBal = nd.led.length ? D.E[nd.led[nd.led.length - 1]].bal : null;
           nd.led.push(i);
+          e.bal = balanceAfter(e, prevBal);
           const cp = (e.cp || 0) - 1;
+          // The home authority: named by a resync, else whoever granted
+          // the account its first points.
+          if (e.a && e.a.resync && p >= 0) nd.home = p;
+          if (nd.home < 0 && cp >= 0 && roleOf(D.nodes[cp]) === "authority" && ledgerKind(e) === "transfer_in") nd.home = cp;
           if (cp >= 0 && cp !== n) {
             seen(cp, i);
             const f = flowOf(e, prevBal);
             e.flow = f;
+            // Escrow is held by the client's home authority: draw the
+            // lock going there (the counterparty is the worker it is for).
+            let other = cp;
+            if (ledgerKind(e) === "escrow_lock") other = homeOf(n, cp);
+            f.from = f.out ? n : other; f.to = f.out ? other : n;
             // Both sides of a transfer may log a block: draw the payer's,
             // or the receiver's when the payer has no log here.
             if (f.out || !D.nodes[cp].logs) D.xfers.push(i);
@@ -253,9 +282,33 @@
   // the change of the node's balance.
   const OUT = { transfer_out: "", escrow_lock: "locked", escrow_release: "paid", escrow_refund: "refunded" };
   const IN = { transfer_in: "", mint: "minted" };
+  const ledgerKind = (e) => String((e.a || {}).kind || "").toLowerCase().replace(/^block_/, "");
   function balanceOf(e) { const b = (e.a || {}).balance; return b === undefined ? null : Number(b); }
+  // balanceAfter is the chain's balance after block e: its "balance"
+  // attribute, else (an authority's own chain logs none) the previous
+  // balance moved by the block's kind and amount, as viz.BalanceChange.
+  function balanceAfter(e, prevBal) {
+    const b = balanceOf(e);
+    if (b !== null) return b;
+    const k = ledgerKind(e), amount = Number((e.a || {}).amount || 0);
+    if (!k) return prevBal;
+    const d = k === "mint" || k === "transfer_in" ? amount : k === "transfer_out" || k === "escrow_lock" ? -amount : 0;
+    return (prevBal || 0) + d;
+  }
+  // homeOf guesses node n's home authority: known from its blocks, else
+  // the only authority in the logs, else fallback.
+  function homeOf(n, fallback) {
+    if (D.nodes[n].home >= 0) return D.nodes[n].home;
+    let only = -1;
+    for (let k = 0; k < D.nodes.length; k++) {
+      if (roleOf(D.nodes[k]) !== "authority") continue;
+      if (only >= 0) return fallback;
+      only = k;
+    }
+    return only >= 0 ? only : fallback;
+  }
   function flowOf(e, prevBal) {
-    const a = e.a || {}, kind = String(a.kind || "").toLowerCase().replace(/^block_/, "");
+    const a = e.a || {}, kind = ledgerKind(e);
     let amount = Number(a.amount || 0), out;
     if (kind in OUT) out = true;
     else if (kind in IN) out = false;
@@ -271,8 +324,8 @@
     const a = lowerIdx(D.xfers, lo), b = lowerIdx(D.xfers, hi);
     const out = [];
     for (let k = Math.max(a, b - 100); k < b; k++) {
-      const i = D.xfers[k], e = D.E[i], f = e.flow, cp = e.cp - 1;
-      out.push({ i, from: f.out ? e.n : cp, to: f.out ? cp : e.n, amount: f.amount, note: f.note, age: t - D.T[i] });
+      const i = D.xfers[k], e = D.E[i], f = e.flow;
+      out.push({ i, from: f.from, to: f.to, amount: f.amount, note: f.note, age: t - D.T[i] });
     }
     return out;
   }
@@ -286,44 +339,77 @@
   }
   function balanceAt(nd, cur) {
     const j = lastBefore(nd.led, cur);
-    return j < 0 ? null : balanceOf(D.E[j]);
+    return j < 0 ? null : D.E[j].bal;
   }
 
   // ---- layout --------------------------------------------------------------
   // Positions are normalised to [0,1]²; ringLayout places nodes that were
-  // not dragged on rings by role: authorities in the middle, workers around
-  // them, clients outside.
+  // not dragged by role: workers on a ring (the overlay's links are its
+  // chords), authorities outside it on the left, clients on the right, so
+  // that no link runs through a node that is not one of its ends (an
+  // authority in the middle would sit on every chord through the centre).
+  // The ring's rotation is the one that keeps links furthest from other
+  // nodes.
   function ringLayout() {
     const groups = { authority: [], worker: [], client: [], "": [] };
     D.nodes.forEach((nd) => groups[roleOf(nd)].push(nd));
-    const ring = (list, r, phase) => {
+    const arc = (list, r, centre, maxStep) => {
+      const step = Math.min((2 * Math.PI) / Math.max(list.length, 1), maxStep);
       list.forEach((nd, k) => {
         if (nd.pinned) return;
-        if (list.length === 1 && r < 0.2) { nd.x = 0.5; nd.y = 0.5; return; }
-        const ang = phase + (2 * Math.PI * k) / list.length;
-        nd.x = 0.5 + r * Math.cos(ang); nd.y = 0.5 + r * Math.sin(ang);
+        const a = centre + (k - (list.length - 1) / 2) * step;
+        nd.x = 0.5 + r * Math.cos(a); nd.y = 0.5 + r * Math.sin(a);
       });
     };
-    ring(groups.authority, groups.authority.length > 1 ? 0.1 : 0, -Math.PI / 2);
     const workers = groups.worker.concat(groups[""]);
-    if (workers.length <= 36) ring(workers, 0.3, -Math.PI / 2);
-    else {
-      // a sunflower annulus: even density, no overlaps
-      const golden = Math.PI * (3 - Math.sqrt(5)), r0 = 0.16, r1 = 0.39;
+    arc(groups.authority, 0.5, Math.PI, Math.PI / 6);
+    arc(groups.client, 0.5, 0, Math.PI / 6);
+    if (workers.length <= 36) {
+      const outer = groups.authority.concat(groups.client);
+      const place = (phase) => workers.forEach((nd, k) => {
+        if (nd.pinned) return;
+        const a = phase + (2 * Math.PI * k) / workers.length;
+        nd.x = 0.5 + 0.3 * Math.cos(a); nd.y = 0.5 + 0.3 * Math.sin(a);
+      });
+      let best = 0, bestScore = -1;
+      const steps = 24, span = (2 * Math.PI) / Math.max(workers.length, 1);
+      for (let k = 0; k < steps; k++) {
+        const phase = -Math.PI / 2 + (span * k) / steps;
+        place(phase);
+        const sc = clearance(outer, workers);
+        if (sc > bestScore + 1e-9) { bestScore = sc; best = phase; }
+      }
+      place(best);
+    } else {
+      // a sunflower disc: even density, no overlaps
+      const golden = Math.PI * (3 - Math.sqrt(5)), r1 = 0.39;
       workers.forEach((nd, k) => {
         if (nd.pinned) return;
-        const r = Math.sqrt(r0 * r0 + (r1 * r1 - r0 * r0) * (k + 0.5) / workers.length), a = k * golden;
+        const r = r1 * Math.sqrt((k + 0.5) / workers.length), a = k * golden;
         nd.x = 0.5 + r * Math.cos(a); nd.y = 0.5 + r * Math.sin(a);
       });
     }
-    // clients on an outer arc centred on the left, spreading round as they multiply
-    const nc = groups.client.length, step = Math.min((2 * Math.PI) / Math.max(nc, 1), Math.PI / 5);
-    groups.client.forEach((nd, k) => {
-      if (nd.pinned) return;
-      const a = Math.PI + (k - (nc - 1) / 2) * step;
-      nd.x = 0.5 + 0.5 * Math.cos(a); nd.y = 0.5 + 0.5 * Math.sin(a);
-    });
     fitBox();
+  }
+  // clearance is the smallest distance from a node to a segment (outer
+  // node to worker, outer to outer, worker to worker) it is not an end of.
+  function clearance(outer, workers) {
+    const all = outer.concat(workers), segs = [];
+    for (let i = 0; i < outer.length; i++) {
+      for (const w of workers) segs.push([outer[i], w]);
+      for (let j = i + 1; j < outer.length; j++) segs.push([outer[i], outer[j]]);
+    }
+    for (let i = 0; i < workers.length; i++) for (let j = i + 1; j < workers.length; j++) segs.push([workers[i], workers[j]]);
+    let worst = Infinity;
+    for (const [a, b] of segs) {
+      const dx = b.x - a.x, dy = b.y - a.y, L = dx * dx + dy * dy || 1e-12;
+      for (const c of all) {
+        if (c === a || c === b) continue;
+        const u = Math.max(0, Math.min(1, ((c.x - a.x) * dx + (c.y - a.y) * dy) / L));
+        worst = Math.min(worst, Math.hypot(a.x + u * dx - c.x, a.y + u * dy - c.y));
+      }
+    }
+    return worst;
   }
   // box is the part of the layout plane that is shown: the nodes' bounding
   // box, recomputed on layout (not while dragging, so nothing jumps).
@@ -485,11 +571,31 @@
     ctx.lineTo(ex - ux * 9 + uy * 4.5, ey - uy * 9 - ux * 4.5);
     ctx.closePath(); ctx.fill();
     if (label) {
-      const mx = (sx + ex) / 2 + ox * 1.8, my = (sy + ey) / 2 + oy * 1.8;
-      ctx.textAlign = "center"; ctx.textBaseline = "middle";
-      text(label, mx, my, color, "600 11px system-ui, sans-serif");
+      const mx = (sx + ex) / 2 + ox * 1.8, my = (sy + ey) / 2 + oy * 1.8, font = "600 11px system-ui, sans-serif";
+      ctx.font = font;
+      const w = ctx.measureText(label).width;
+      if (reserve(mx - w / 2, my - 7, w, 14)) {
+        ctx.textAlign = "center"; ctx.textBaseline = "middle";
+        text(label, mx, my, color, font);
+      }
     }
     ctx.globalAlpha = 1;
+  }
+
+  // Labels never overlap: each frame, node labels reserve their boxes
+  // first, then arrow and coin labels are drawn only where there is room
+  // (newest first).
+  let boxes = [];
+  function reserve(x, y, w, h) {
+    for (const b of boxes) if (x < b[0] + b[2] + 2 && b[0] < x + w + 2 && y < b[1] + b[3] && b[1] < y + h) return false;
+    boxes.push([x, y, w, h]);
+    return true;
+  }
+  function nodeLabelBox(nd, x, y, stopped) {
+    const name = nameOf(nd), lines = name ? 2 : 1;
+    ctx.font = name ? "600 12px system-ui, sans-serif" : "11px system-ui, sans-serif";
+    const w = Math.max(ctx.measureText((name || short(nd.id)) + (stopped ? " (stopped)" : "")).width, name ? 70 : 0);
+    return [x - w / 2, y - radius(nd) - 2, w, 2 * radius(nd) + 6 + 14 * lines];
   }
 
   let panelKey = "";
@@ -502,6 +608,11 @@
     const vis = nodes.map((nd) => visible(nd, cur));
     const stop = nodes.map((nd) => stopped(nd, cur));
     const focus = S.hover >= 0 ? S.hover : S.selected;
+    const labels = nodes.length <= 60;
+    boxes = [];
+    nodes.forEach((nd, n) => {
+      if (vis[n] && (labels || n === focus)) boxes.push(nodeLabelBox(nd, pos[n][0], pos[n][1], stop[n]));
+    });
 
     // links
     const links = S.view === "network" ? overlayLinks(cur) : connLinks(cur);
@@ -521,6 +632,27 @@
     }
     ctx.setLineDash([]); ctx.globalAlpha = 1;
 
+    // points flow, placed first so that its labels win over message labels
+    const xfers = recentXfers(t).filter((x) => vis[x.from] && vis[x.to]);
+    const coinLabels = xfers.length <= 40;
+    // One label per payer, payee and kind, on the newest coin: the sum
+    // and how many transfers when several are in flight.
+    const groups = new Map();
+    for (let k = xfers.length - 1; k >= 0; k--) {
+      const x = xfers[k], key = x.from + ">" + x.to + ":" + x.note;
+      const f = Math.min(1, x.age / WINDOW_XFER);
+      const [x1, y1] = pos[x.from], [x2, y2] = pos[x.to];
+      x.cx = x1 + (x2 - x1) * f; x.cy = y1 + (y2 - y1) * f;
+      const g = groups.get(key);
+      if (g) { g.sum += x.amount; g.n++; } else groups.set(key, { x, sum: x.amount, n: 1 });
+    }
+    const coinText = [];
+    for (const g of coinLabels ? groups.values() : []) {
+      const lab = g.sum + " pts" + (g.x.note ? " " + g.x.note : "") + (g.n > 1 ? " (" + g.n + ")" : "");
+      ctx.font = "bold 11px system-ui, sans-serif";
+      if (reserve(g.x.cx + 9, g.x.cy - 7, ctx.measureText(lab).width, 14)) coinText.push([lab, g.x.cx + 10, g.x.cy]);
+    }
+
     // messages (traffic view)
     let arrows = [];
     if (S.view === "traffic") {
@@ -539,22 +671,18 @@
     }
 
     // points flow: a coin travelling from payer to payee
-    const xfers = recentXfers(t).filter((x) => vis[x.from] && vis[x.to]);
-    const coinLabels = xfers.length <= 20;
     for (const x of xfers) {
-      const f = Math.min(1, x.age / WINDOW_XFER);
       const [x1, y1] = pos[x.from], [x2, y2] = pos[x.to];
-      const cx = x1 + (x2 - x1) * f, cy = y1 + (y2 - y1) * f;
       ctx.globalAlpha = 0.35;
       ctx.strokeStyle = "#e0a100"; ctx.lineWidth = 1.5; ctx.setLineDash([2, 4]);
       ctx.beginPath(); ctx.moveTo(x1, y1); ctx.lineTo(x2, y2); ctx.stroke(); ctx.setLineDash([]);
       ctx.globalAlpha = 1;
       ctx.fillStyle = "#e0a100"; ctx.strokeStyle = "#fff"; ctx.lineWidth = 1.5;
-      ctx.beginPath(); ctx.arc(cx, cy, coinLabels ? 6.5 : 4, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
-      if (coinLabels) {
-        ctx.textAlign = "left"; ctx.textBaseline = "middle";
-        text(x.amount + " pts" + (x.note ? " " + x.note : ""), cx + 10, cy, "#8a6400", "bold 11px system-ui, sans-serif");
-      }
+      ctx.beginPath(); ctx.arc(x.cx, x.cy, coinLabels ? 6.5 : 4, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
+    }
+    for (const [lab, lx, ly] of coinText) {
+      ctx.textAlign = "left"; ctx.textBaseline = "middle";
+      text(lab, lx, ly, "#8a6400", "bold 11px system-ui, sans-serif");
     }
 
     // neighbour-change rings (network view)
@@ -568,7 +696,6 @@
     ctx.globalAlpha = 1;
 
     // nodes and labels
-    const labels = nodes.length <= 60;
     nodes.forEach((nd, n) => {
       if (!vis[n]) return;
       const [x, y] = pos[n];
@@ -576,8 +703,14 @@
       drawNode(nd, x, y, stop[n] ? 0.3 : 1, hl);
       if (labels || hl) {
         ctx.textAlign = "center"; ctx.textBaseline = "top";
-        text(short(nd.id) + (stop[n] ? " (stopped)" : ""), x, y + radius(nd) + 4, stop[n] ? "#9aa1ad" : "#374151",
-          (hl ? "bold " : "") + "11px system-ui, sans-serif");
+        const name = nameOf(nd), y0 = y + radius(nd) + 4, dim = stop[n] ? "#9aa1ad" : null;
+        if (name) {
+          text(name + (stop[n] ? " (stopped)" : ""), x, y0, dim || "#1d2330", (hl ? "bold " : "600 ") + "12px system-ui, sans-serif");
+          text(short(nd.id), x, y0 + 14, dim || "#6b7280", "10.5px ui-monospace, SFMono-Regular, Menlo, monospace");
+        } else {
+          text(short(nd.id) + (stop[n] ? " (stopped)" : ""), x, y0, dim || "#374151",
+            (hl ? "bold " : "") + "11px system-ui, sans-serif");
+        }
       }
     });
 
@@ -601,7 +734,7 @@
       time: t, end, wall: D.t0 ? new Date(D.t0.getTime() + t).toISOString() : "", count: cur, total: D.E.length,
       view: S.view, playing: S.playing, live: S.live, loaded: S.loaded,
       selected: S.selected >= 0 ? nodes[S.selected].id : "",
-      nodes: nodes.map((nd, n) => ({ id: nd.id, role: nd.role, x: pos[n][0] + cr.left, y: pos[n][1] + cr.top,
+      nodes: nodes.map((nd, n) => ({ id: nd.id, role: nd.role, name: nameOf(nd), x: pos[n][0] + cr.left, y: pos[n][1] + cr.top,
         stopped: stop[n] })).filter((_, n) => vis[n]),
       links: links.filter((l) => vis[l.a] && vis[l.b]).map((l) => ({ a: nodes[l.a].id, b: nodes[l.b].id, kind: l.kind })),
       arrows: arrows.map((m) => ({ from: nodes[m.from].id, to: nodes[m.to].id, proto: m.proto, err: m.err })),
@@ -633,10 +766,10 @@
       if (e.k === "job_started") started++; else if (e.k === "job_finished") finished++; else failed++;
       jobs.set(e.j || "?", { e, i: nd.jobs[k] });
     }
-    const jobRows = [...jobs.values()].slice(-12).reverse().map(({ e, i }) => {
+    const jobRows = [...jobs.values()].sort((x, y) => x.i - y.i).slice(-12).reverse().map(({ e, i }) => {
       const st = e.k === "job_finished" ? '<span class="ok">finished</span>' : e.k === "job_failed"
         ? '<span class="bad">failed</span>' : '<span class="run">running</span>';
-      const who = e.p ? " · " + esc(short(D.nodes[e.p - 1].id)) : "";
+      const who = e.p ? " · " + esc(title(D.nodes[e.p - 1])) : "";
       return `<li><span class="t">${fmtRel(D.T[i])}</span><span>${esc(e.j || "?")}${who}</span><span style="margin-left:auto">${st}</span></li>`;
     }).join("");
     const nbJ = lastBefore(nd.nb, cur);
@@ -646,18 +779,19 @@
     const recent = [];
     for (let k = lowerIdx(nd.evs, cur) - 1; k >= 0 && recent.length < 8; k--) {
       const i = nd.evs[k], e = D.E[i];
-      const what = e.k + (e.pr ? " " + protoName(e.pr) : "") + (e.p ? " " + short(D.nodes[e.p - 1].id) : "");
+      const what = e.k + (e.pr ? " " + protoName(e.pr) : "") + (e.p ? " " + title(D.nodes[e.p - 1]) : "");
       recent.push(`<li><span class="t">${fmtRel(D.T[i])}</span><span class="${e.e && e.k !== "decline" ? "bad" : ""}">${esc(what)}${e.e ? ": " + esc(e.e) : ""}</span></li>`);
     }
     const status = !visible(nd, cur) ? "not seen yet" : stopped(nd, cur) ? "stopped" : "up";
     el.innerHTML = `
-      <h2><span class="role" style="background:${COLORS[role]}">${esc(nd.role || "peer")}</span>${esc(short(nd.id))}
+      <h2><span class="role" id="panel-role" style="background:${COLORS[role]}">${esc(nd.role || "peer")}</span>${esc(nameOf(nd))}
+        <span class="sid">${esc(short(nd.id))}</span>
         ${S.selected === n ? '<span style="margin-left:auto;font-size:11px;color:#6b7280">pinned</span>' : ""}</h2>
       <code id="panel-id">${esc(nd.id)}</code>
       <dl>
         <dt>Status</dt><dd>${status}</dd>
         <dt>Balance</dt><dd id="panel-balance" class="big">${bal === null ? "—" : bal + " pts"}</dd>
-        <dt>Jobs</dt><dd id="panel-jobs">${started} started · <span class="ok">${finished} finished</span> · <span class="${failed ? "bad" : ""}">${failed} failed</span></dd>
+        <dt>Jobs</dt><dd id="panel-jobs">${(nd.role || "").includes("worker") || started ? started + " started · " : "dispatched: "}<span class="ok">${finished} finished</span> · <span class="${failed ? "bad" : ""}">${failed} failed</span></dd>
         <dt>Links</dt><dd>${conns} connection${conns === 1 ? "" : "s"} · ${nbs} neighbour${nbs === 1 ? "" : "s"}</dd>
         <dt>Addresses</dt><dd>${nd.addrs.length ? nd.addrs.map((a) => "<code>" + esc(a) + "</code>").join("<br>") : '<span class="hint">none logged</span>'}</dd>
       </dl>
@@ -673,7 +807,7 @@
     errListBuilt = D.errs.length;
     ol.innerHTML = D.errs.map((i) => {
       const e = D.E[i], nd = D.nodes[e.n];
-      return `<li data-i="${i}"><span class="t">${fmtRel(D.T[i])}</span><b>${esc(nd.role || "")} ${esc(short(nd.id))}</b>
+      return `<li data-i="${i}"><span class="t">${fmtRel(D.T[i])}</span><b>${esc(nd.role || "")} ${esc(title(nd))}</b>
         ${esc(e.k)}${e.p ? " → " + esc(short(D.nodes[e.p - 1].id)) : ""}: <span class="e">${esc(e.e || "")}</span></li>`;
     }).join("") || "<li>No errors.</li>";
   }
