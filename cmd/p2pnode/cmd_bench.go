@@ -102,6 +102,10 @@ func startBenchNet(ctx context.Context, cmd *cobra.Command, dir string, o *bench
 	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
 		return nil, err
 	}
+	// Every job costs a point: grant the client enough for all of them.
+	if err := writeDemoAuthorityConfig(filepath.Join(dir, "authority"), uint64(2*(o.Jobs+o.Singles+200))); err != nil {
+		return nil, err
+	}
 	auth, err := startProc(dir, "authority", append([]string{"--role", "authority"}, common("authority")...)...)
 	if err != nil {
 		return nil, err

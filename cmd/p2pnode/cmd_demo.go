@@ -171,7 +171,7 @@ func runDemo(ctx context.Context, g *globalOptions, o *demoOptions, cmd *cobra.C
 		return []string{"--data-dir", filepath.Join(dir, name), "--listen", "/ip4/127.0.0.1/tcp/0",
 			"--events", filepath.Join(logs, name+".jsonl"), "--ready-file", filepath.Join(dir, name+".ready"), "--log-level", "warn"}
 	}
-	if err := writeDemoAuthorityConfig(filepath.Join(dir, "authority")); err != nil {
+	if err := writeDemoAuthorityConfig(filepath.Join(dir, "authority"), demoGrant); err != nil {
 		return err
 	}
 	auth, err := startProc(dir, "authority", append([]string{"--role", "authority"}, common("authority")...)...)

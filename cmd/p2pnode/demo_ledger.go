@@ -21,12 +21,13 @@ import (
 // demoGrant is what the demo's authority grants each new account.
 const demoGrant = 1000
 
-// writeDemoAuthorityConfig turns the grant on for the demo's authority.
-func writeDemoAuthorityConfig(dir string) error {
+// writeDemoAuthorityConfig turns the grant on for the authority of the
+// demo (and of bench, with a grant to match its job count).
+func writeDemoAuthorityConfig(dir string, grant uint64) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	cfg := fmt.Sprintf("roles: [authority]\nauthority:\n  grant:\n    amount: %d\n", demoGrant)
+	cfg := fmt.Sprintf("roles: [authority]\nauthority:\n  grant:\n    amount: %d\n", grant)
 	return os.WriteFile(filepath.Join(dir, node.ConfigFile), []byte(cfg), 0o600)
 }
 
