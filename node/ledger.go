@@ -118,3 +118,7 @@ func (n *Node) closeLedger() error {
 	}
 	return errors.Join(errs...)
 }
+
+// LedgerStore is the node's ledger store (nil without WithLedger): read it;
+// write only through the ledger services.
+func (n *Node) LedgerStore() ledger.Store { return n.ledgerStore }

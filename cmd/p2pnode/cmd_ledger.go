@@ -18,6 +18,7 @@ import (
 	"github.com/p2pjobs/p2pnode/ledger"
 	"github.com/p2pjobs/p2pnode/ledger/boltstore"
 	"github.com/p2pjobs/p2pnode/node"
+	"github.com/p2pjobs/p2pnode/node/api"
 	"github.com/p2pjobs/p2pnode/node/ledgersvc"
 	"github.com/p2pjobs/p2pnode/protocols/pb"
 )
@@ -38,7 +39,9 @@ func newLedgerCmd(g *globalOptions) *cobra.Command {
 		Use:   "ledger",
 		Short: "Inspect, verify, export the points ledger; mint points on an authority",
 		Long: `ledger reads the points ledger of the data directory (<data-dir>/ledger.db).
-Stop the node first: the store is opened directly (one process owns it).
+When a node runs on the data directory, balance, history, export and mint go
+through its local API (<data-dir>/api.sock); otherwise they open the store
+directly (verify of a data directory too).
 
 verify checks every signature, hash link and countersignature of every
 chain and the conservation of points (minted = balances + open escrow + in
@@ -46,11 +49,11 @@ flight); it exits 1 naming the first bad block.`,
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use: "balance", Short: "The node's balance", Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error { return runLedgerBalance(g, c.OutOrStdout()) },
+		RunE: func(c *cobra.Command, _ []string) error { return runLedgerBalance(c.Context(), g, c.OutOrStdout()) },
 	})
 	cmd.AddCommand(&cobra.Command{
 		Use: "history", Short: "The node's blocks (--json for JSON lines)", Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error { return runLedgerHistory(g, c.OutOrStdout()) },
+		RunE: func(c *cobra.Command, _ []string) error { return runLedgerHistory(c.Context(), g, c.OutOrStdout()) },
 	})
 	verify := &cobra.Command{
 		Use: "verify [FILE|DIR]", Short: "Verify an export file or a data directory offline", Args: cobra.MaximumNArgs(1),
@@ -66,7 +69,9 @@ flight); it exits 1 naming the first bad block.`,
 	cmd.AddCommand(verify)
 	export := &cobra.Command{
 		Use: "export", Short: "Write every chain in the store as a portable file others can verify", Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error { return runLedgerExport(g, o.Output, c.OutOrStdout()) },
+		RunE: func(c *cobra.Command, _ []string) error {
+			return runLedgerExport(c.Context(), g, o.Output, c.OutOrStdout())
+		},
 	}
 	export.Flags().StringVarP(&o.Output, "output", "o", "", "file (default stdout)")
 	cmd.AddCommand(export)
@@ -105,27 +110,36 @@ func selfID(g *globalOptions) (peer.ID, error) {
 	return peer.IDFromPrivateKey(key)
 }
 
-func runLedgerBalance(g *globalOptions, out io.Writer) error {
-	id, err := selfID(g)
-	if err != nil {
-		return err
-	}
-	s, err := openLedgerStore(g.DataDir)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	st, err := s.State(id)
-	if errors.Is(err, ledger.ErrNotFound) {
-		return fmt.Errorf("no account for %s yet (the node opens it at its home authority when it starts)", id)
-	}
-	if err != nil {
-		return err
+func runLedgerBalance(ctx context.Context, g *globalOptions, out io.Writer) error {
+	var bi api.BalanceInfo
+	if sock := filepath.Join(g.DataDir, node.SocketFile); api.Alive(sock) {
+		var err error
+		if bi, err = api.GetBalance(ctx, sock); err != nil {
+			return err
+		}
+	} else {
+		id, err := selfID(g)
+		if err != nil {
+			return err
+		}
+		s, err := openLedgerStore(g.DataDir)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		st, err := s.State(id)
+		if errors.Is(err, ledger.ErrNotFound) {
+			return fmt.Errorf("no account for %s yet (the node opens it at its home authority when it starts)", id)
+		}
+		if err != nil {
+			return err
+		}
+		bi = api.BalanceInfo{Account: id.String(), Balance: st.Balance, Home: st.Home.String(), Blocks: st.Blocks}
 	}
 	if g.JSON {
-		return json.NewEncoder(out).Encode(map[string]any{"account": id.String(), "balance": st.Balance, "home": st.Home.String(), "blocks": st.Blocks})
+		return json.NewEncoder(out).Encode(bi)
 	}
-	fmt.Fprintf(out, "%s: %d points (%d blocks, home %s)\n", id, st.Balance, st.Blocks, st.Home)
+	fmt.Fprintf(out, "%s: %d points (%d blocks, home %s)\n", bi.Account, bi.Balance, bi.Blocks, bi.Home)
 	return nil
 }
 
@@ -141,19 +155,26 @@ type HistoryLine struct {
 	Notary       string    `json:"notary,omitempty"`
 }
 
-func runLedgerHistory(g *globalOptions, out io.Writer) error {
-	id, err := selfID(g)
-	if err != nil {
-		return err
-	}
-	s, err := openLedgerStore(g.DataDir)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	chain, err := s.Chain(id, 0, 0)
-	if err != nil {
-		return err
+func runLedgerHistory(ctx context.Context, g *globalOptions, out io.Writer) error {
+	var chain []*pb.Block
+	if sock := filepath.Join(g.DataDir, node.SocketFile); api.Alive(sock) {
+		var err error
+		if chain, err = api.GetHistory(ctx, sock); err != nil {
+			return err
+		}
+	} else {
+		id, err := selfID(g)
+		if err != nil {
+			return err
+		}
+		s, err := openLedgerStore(g.DataDir)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		if chain, err = s.Chain(id, 0, 0); err != nil {
+			return err
+		}
 	}
 	var st ledger.ChainState
 	refs := ledger.MapRefs{}
@@ -189,6 +210,13 @@ func loadChains(src string) (map[peer.ID][]*pb.Block, error) {
 	fi, err := os.Stat(src)
 	if err != nil {
 		return nil, usageError{err}
+	}
+	if sock := filepath.Join(src, node.SocketFile); fi.IsDir() && api.Alive(sock) {
+		blocks, err := api.GetExport(context.Background(), sock) // a node runs on it
+		if err != nil {
+			return nil, err
+		}
+		return ledger.GroupChains(blocks), nil
 	}
 	if fi.IsDir() || filepath.Ext(src) == ".db" {
 		s, err := openLedgerStore(src)
@@ -291,6 +319,9 @@ func runLedgerVerify(src string, trustStr []string, out io.Writer) error {
 	}
 	r, err := verifyChains(chains, trust)
 	if err != nil {
+		if len(trust) == 0 && errors.Is(err, ledger.ErrUntrustedNotary) {
+			return fmt.Errorf("ledger verify: %w (no authority's own chain is in the set: name the trusted ones with --trust <peer ID>)", err)
+		}
 		return fmt.Errorf("ledger verify: %w", err)
 	}
 	if !r.Complete {
@@ -302,15 +333,23 @@ func runLedgerVerify(src string, trustStr []string, out io.Writer) error {
 	return nil
 }
 
-func runLedgerExport(g *globalOptions, output string, out io.Writer) error {
-	s, err := openLedgerStore(g.DataDir)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	chains, err := storeChains(s)
-	if err != nil {
-		return err
+func runLedgerExport(ctx context.Context, g *globalOptions, output string, out io.Writer) error {
+	var chains map[peer.ID][]*pb.Block
+	if sock := filepath.Join(g.DataDir, node.SocketFile); api.Alive(sock) {
+		blocks, err := api.GetExport(ctx, sock)
+		if err != nil {
+			return err
+		}
+		chains = ledger.GroupChains(blocks)
+	} else {
+		s, err := openLedgerStore(g.DataDir)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		if chains, err = storeChains(s); err != nil {
+			return err
+		}
 	}
 	var blocks []*pb.Block
 	ids := make([]peer.ID, 0, len(chains))
@@ -333,12 +372,21 @@ func runLedgerExport(g *globalOptions, output string, out io.Writer) error {
 	return ledger.Export(w, blocks)
 }
 
-// runLedgerMint mints on the authority's store directly (stop the node
-// first); the receiver claims the points when its node next syncs.
+// runLedgerMint mints through the running authority's API, or on its store
+// directly when no node runs; the receiver claims the points when its node
+// next syncs (`ledger balance` on it does).
 func runLedgerMint(ctx context.Context, g *globalOptions, o *ledgerOptions, out io.Writer) error {
 	to, err := peer.Decode(o.To)
 	if err != nil || o.Amount == 0 {
 		return usagef("want --to <peer ID> and --amount N > 0")
+	}
+	if sock := filepath.Join(g.DataDir, node.SocketFile); api.Alive(sock) {
+		r, err := api.Mint(ctx, sock, api.MintRequest{To: to.String(), Amount: o.Amount, Reference: o.Ref})
+		if err != nil {
+			return fmt.Errorf("mint: %w", err)
+		}
+		fmt.Fprintf(out, "minted %d points for %s (block #%d of %s)\n", o.Amount, to, r.Seq, r.Authority)
+		return nil
 	}
 	key, err := node.LoadOrCreateIdentity(filepath.Join(g.DataDir, node.IdentityFile))
 	if err != nil {
@@ -361,7 +409,63 @@ func runLedgerMint(ctx context.Context, g *globalOptions, o *ledgerOptions, out 
 	if err := s.Commit(outp); err != nil {
 		return fmt.Errorf("mint: %w", err)
 	}
-	_ = ctx
 	fmt.Fprintf(out, "minted %d points for %s (block #%d of %s)\n", o.Amount, to, outp.Blocks[len(outp.Blocks)-1].Seq, self)
 	return nil
+}
+
+// nodeLedger serves the API's ledger endpoints from a running node.
+type nodeLedger struct{ n *node.Node }
+
+func (l nodeLedger) Balance(ctx context.Context) (api.BalanceInfo, error) {
+	n := l.n
+	var st ledger.ChainState
+	var err error
+	if n.Account != nil {
+		_, err = n.Account.Balance(ctx) // claims what was minted or released to us
+		st = n.Account.State()
+	} else {
+		st, err = n.LedgerStore().State(n.Host.ID())
+		if err != nil {
+			return api.BalanceInfo{}, err
+		}
+	}
+	return api.BalanceInfo{Account: n.Host.ID().String(), Balance: st.Balance, Home: st.Home.String(), Blocks: st.Blocks}, err
+}
+
+func (l nodeLedger) History(context.Context) ([]*pb.Block, error) {
+	if l.n.Account != nil {
+		return l.n.Account.Chain(), nil
+	}
+	return l.n.LedgerStore().Chain(l.n.Host.ID(), 0, 0)
+}
+
+func (l nodeLedger) Export(context.Context) ([]*pb.Block, error) {
+	chains, err := storeChains(l.n.LedgerStore())
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]peer.ID, 0, len(chains))
+	for id := range chains {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	var blocks []*pb.Block
+	for _, id := range ids {
+		blocks = append(blocks, chains[id]...)
+	}
+	return blocks, nil
+}
+
+func (l nodeLedger) Mint(ctx context.Context, to peer.ID, amount uint64, ref string) (*pb.Block, error) {
+	if l.n.Ledger == nil {
+		return nil, errors.New("this node is not an authority: only an authority mints")
+	}
+	resp := l.n.Ledger.Do(ctx, &pb.LedgerRequest{Req: &pb.LedgerRequest_Mint{Mint: &pb.MintRequest{To: []byte(to), Amount: amount, Reference: ref}}}, l.n.Host.ID())
+	if resp.Error != nil {
+		return nil, errors.New(resp.Error.Message)
+	}
+	if len(resp.Blocks) == 0 {
+		return nil, errors.New("mint: no block in the reply")
+	}
+	return resp.Blocks[len(resp.Blocks)-1], nil
 }

@@ -144,6 +144,7 @@ type Backend interface {
 	Status() any
 	Client() *client.Client // nil when the node is not a client
 	Builtins() map[string][]byte
+	Ledger() Ledger // nil when the node keeps no ledger (ledger.go)
 }
 
 // Server serves the API on a unix socket.
@@ -175,6 +176,7 @@ func Listen(path string, b Backend) (*Server, error) {
 		_ = json.NewEncoder(w).Encode(b.Status())
 	})
 	mux.HandleFunc("POST /v1/series", func(w http.ResponseWriter, r *http.Request) { serveSeries(w, r, b) })
+	ledgerRoutes(mux, b)
 	s := &Server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln: ln, path: path, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)

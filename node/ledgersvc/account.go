@@ -44,6 +44,8 @@ type accountOptions struct {
 	settleBatch int           // ... or when this many are ready
 	ackGrace    time.Duration // file an unacknowledged receipt after this
 	retryFiled  time.Duration // re-present a filed receipt this often
+	refundEvery time.Duration // ask for the rest of expired escrows this often
+	beforeStore func(*pb.Block)
 }
 
 // WithAccountEvents sets the event log.
@@ -65,6 +67,20 @@ func WithSettlement(every time.Duration, batch int, grace, retry time.Duration) 
 	return func(o *accountOptions) {
 		o.settleEvery, o.settleBatch, o.ackGrace, o.retryFiled = every, batch, grace, retry
 	}
+}
+
+// WithRefundEvery sets how often a client asks its authority for the
+// unpaid rest of its expired escrows (RefundExpired; default 1 minute).
+func WithRefundEvery(d time.Duration) AccountOption {
+	return func(o *accountOptions) { o.refundEvery = d }
+}
+
+// WithBeforeStore calls f with each block the home authority countersigned
+// for us, after its reply arrived and before the block is stored. Crash
+// tests kill the process there: the authority has the block, we do not,
+// and the next start must catch up (resync) before it signs anything.
+func WithBeforeStore(f func(*pb.Block)) AccountOption {
+	return func(o *accountOptions) { o.beforeStore = f }
 }
 
 // Account is a node's own account: its chain (in its store), opened at its
@@ -108,7 +124,7 @@ type lockInfo struct {
 // calls it.
 func OpenAccount(h host.Host, key crypto.PrivKey, store ledger.Store, trust ledger.TrustSet, home peer.ID, opts ...AccountOption) (*Account, error) {
 	o := accountOptions{now: time.Now, settleEvery: 2 * time.Second, settleBatch: 256, ackGrace: 30 * time.Second,
-		retryFiled: time.Minute}
+		retryFiled: time.Minute, refundEvery: time.Minute}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -138,18 +154,20 @@ func OpenAccount(h host.Host, key crypto.PrivKey, store ledger.Store, trust ledg
 		a.auths = append(a.auths, t)
 	}
 	for _, b := range chain {
-		if b.Kind == pb.BlockKind_BLOCK_TRANSFER_IN {
-			a.claimed[b.Reference] = true
-		}
+		a.noteLocked(b)
 	}
 	st := w.State()
 	a.unsure = !st.Empty() // the last request before a stop may have been decided
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.settle = newSettler(a)
-	a.wg.Add(1)
+	a.wg.Add(2)
 	go func() {
 		defer a.wg.Done()
 		a.settle.loop(a.ctx)
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.refundLoop(a.ctx)
 	}()
 	return a, nil
 }
@@ -231,6 +249,10 @@ func (a *Account) resyncLocked(ctx context.Context) error {
 		}
 	}
 	a.unsure = false
+	// A resync is always logged, with how far it had to catch up: blocks
+	// the home countersigned whose replies never reached our store.
+	a.o.log.Emit(events.Event{Kind: events.LedgerBlock, Peer: a.home.String(), Proto: string(ID), Attrs: map[string]any{
+		"resync": true, "from_seq": next, "caught_up": len(blocks), "seq": a.w.State().Seq, "balance": a.w.State().Balance}})
 	return nil
 }
 
@@ -246,12 +268,22 @@ func (a *Account) acceptLocked(blocks []*pb.Block) error {
 		if err := a.w.Accept(b); err != nil {
 			return fmt.Errorf("ledgersvc: %w", err) // unreachable: the store validated it
 		}
-		if b.Kind == pb.BlockKind_BLOCK_TRANSFER_IN {
-			a.claimed[b.Reference] = true
-		}
+		a.noteLocked(b)
 		emitBlock(a.o.log, b, a.w.State().Balance, true)
 	}
 	return nil
+}
+
+// noteLocked indexes one block of our chain: claimed out-blocks and our
+// escrows (rebuilt from the chain after a restart, so expired ones are
+// still refunded).
+func (a *Account) noteLocked(b *pb.Block) {
+	switch b.Kind {
+	case pb.BlockKind_BLOCK_TRANSFER_IN:
+		a.claimed[b.Reference] = true
+	case pb.BlockKind_BLOCK_ESCROW_LOCK:
+		a.locks[b.Reference] = &lockInfo{authority: peer.ID(b.Notary), amount: b.Amount, expires: time.UnixMilli(b.ExpiresMs)}
+	}
 }
 
 // countersignLocked has the home countersign b and stores the result.
@@ -267,6 +299,9 @@ func (a *Account) countersignLocked(ctx context.Context, req *pb.CountersignRequ
 	if len(resp.Blocks) != 1 {
 		a.unsure = true
 		return nil, fmt.Errorf("ledgersvc: countersign: %w: %d blocks in reply", ledger.ErrBadRequest, len(resp.Blocks))
+	}
+	if a.o.beforeStore != nil {
+		a.o.beforeStore(resp.Blocks[0])
 	}
 	if err := a.acceptLocked(resp.Blocks); err != nil {
 		a.unsure = true
@@ -393,7 +428,6 @@ func (a *Account) Lock(ctx context.Context, worker peer.ID, bidID []byte, amount
 		}
 		return fmt.Errorf("ledgersvc: lock: %w", err)
 	}
-	a.locks[esc] = &lockInfo{authority: a.home, amount: amount, expires: expires}
 	return nil
 }
 
@@ -458,4 +492,41 @@ func (a *Account) RefundExpired(ctx context.Context) (uint64, error) {
 		}
 	}
 	return total, errors.Join(errs...)
+}
+
+// refundLoop asks for the unpaid rest of expired escrows on a schedule, so
+// that what failed jobs did not use comes back to the client.
+func (a *Account) refundLoop(ctx context.Context) {
+	t := time.NewTicker(a.o.refundEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !a.anyExpired() {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, StreamTimeout)
+		got, err := a.RefundExpired(rctx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			a.o.log.Emit(events.Event{Kind: events.Error, Peer: a.home.String(), Proto: string(ID), Err: "refund: " + err.Error()})
+		}
+		_ = got
+	}
+}
+
+// anyExpired reports whether an escrow of ours has expired (no network).
+func (a *Account) anyExpired() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.o.now()
+	for _, l := range a.locks {
+		if !now.Before(l.expires) {
+			return true
+		}
+	}
+	return false
 }

@@ -247,6 +247,9 @@ func emitBlock(l *events.Log, b *pb.Block, balance uint64, withBalance bool) {
 	if len(b.Counterparty) > 0 {
 		attrs["counterparty"] = peer.ID(b.Counterparty).String()
 	}
+	if b.Reference != "" {
+		attrs["ref"] = b.Reference
+	}
 	l.Emit(events.Event{Kind: events.LedgerBlock, Attrs: attrs})
 }
 
