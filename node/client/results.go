@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,13 +39,37 @@ type SummaryLine struct {
 
 // NewResultWriter creates dir and the summary file (truncated: a re-run of
 // a series replaces its summary).
-func NewResultWriter(dir string) (*ResultWriter, error) {
+func NewResultWriter(dir string) (*ResultWriter, error) { return openResultWriter(dir, false) }
+
+// ResumeResultWriter opens dir's summary for appending: a resumed series
+// adds the outcomes of the jobs it still runs to those already there.
+func ResumeResultWriter(dir string) (*ResultWriter, error) { return openResultWriter(dir, true) }
+
+func openResultWriter(dir string, resume bool) (*ResultWriter, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("client: results: %w", err)
 	}
-	f, err := os.Create(filepath.Join(dir, "summary.jsonl"))
+	flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	if resume {
+		flags = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "summary.jsonl"), flags, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("client: results: %w", err)
+	}
+	if resume {
+		// A client killed mid-line left a torn record: end it, so the
+		// next record starts on a line of its own.
+		if st, err := f.Stat(); err == nil && st.Size() > 0 {
+			last := make([]byte, 1)
+			if r, err := os.Open(f.Name()); err == nil {
+				_, _ = r.ReadAt(last, st.Size()-1)
+				r.Close()
+			}
+			if last[0] != '\n' {
+				_, _ = f.Write([]byte("\n"))
+			}
+		}
 	}
 	return &ResultWriter{dir: dir, summary: f, enc: json.NewEncoder(f)}, nil
 }
@@ -96,6 +121,45 @@ func (w *ResultWriter) Write(o Outcome) error {
 	errs = append(errs, w.enc.Encode(Line(o)))
 	w.mu.Unlock()
 	return errors.Join(errs...)
+}
+
+// Journal reads dir's summary.jsonl, the client's journal of a series:
+// each line is written as its job ends, before the next outcome, so a
+// client that was killed has every job it saw end on record. It returns
+// the jobs that ended done and whose declared outputs are on disk. A
+// missing summary is an empty journal; a torn last line is ignored.
+func Journal(dir string, outputs []string) (map[string]bool, error) {
+	f, err := os.Open(filepath.Join(dir, "summary.jsonl"))
+	if errors.Is(err, os.ErrNotExist) {
+		return map[string]bool{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("client: journal: %w", err)
+	}
+	defer f.Close()
+	done := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		var l SummaryLine
+		if json.Unmarshal(sc.Bytes(), &l) != nil || l.Job == "" || !filepath.IsLocal(l.Job) {
+			continue
+		}
+		if l.Status != "done" {
+			delete(done, l.Job) // a later failure of the same job wins
+			continue
+		}
+		ok := true
+		for _, o := range outputs {
+			if _, err := os.Stat(filepath.Join(dir, l.Job, o)); err != nil {
+				ok = false
+			}
+		}
+		if ok {
+			done[l.Job] = true
+		}
+	}
+	return done, sc.Err()
 }
 
 // Close syncs and closes the summary.
