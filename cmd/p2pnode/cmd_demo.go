@@ -234,7 +234,7 @@ results: %s
 		return err
 	}
 	view := newSeriesView(out, g.JSON)
-	_, runErr := api.RunSpec(ctx, n.Client, specPath, builtins(), view.handle)
+	_, runErr := api.RunSpec(ctx, n.Client, api.SubmitRequest{SpecPath: specPath}, builtins(), view.handle)
 	failed := view.summary()
 	if runErr != nil {
 		return runErr

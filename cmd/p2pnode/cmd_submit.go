@@ -19,6 +19,7 @@ func init() { register(newSubmitCmd) }
 type submitOptions struct {
 	node      nodeOptions
 	discovery string
+	resume    bool
 }
 
 func newSubmitCmd(g *globalOptions) *cobra.Command {
@@ -39,13 +40,15 @@ duration, using the same identity.
 Exit codes: 0 all jobs done, 1 a job failed (each reason is printed),
 2 bad series file or flags.`,
 		Example: `  p2pnode submit sweep.yaml --bootstrap /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW...
-  p2pnode submit sweep.yaml --json | jq .`,
+  p2pnode submit sweep.yaml --json | jq .
+  p2pnode submit sweep.yaml --resume     # after Ctrl-C or a crash: run only what is not done`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runSubmit(cmd.Context(), g, &o, cmd, args[0])
 		},
 	}
 	o.node.AddFlags(cmd.Flags(), false)
+	cmd.Flags().BoolVar(&o.resume, "resume", false, "skip the jobs results/<series>/summary.jsonl records as done (after an interrupted run)")
 	cmd.Flags().StringVar(&o.discovery, "discovery", "", "how to find workers: authority (then the overlay if too few answer), dht, flood or all (default from config: authority)")
 	_ = cmd.RegisterFlagCompletionFunc("discovery", cobra.FixedCompletions(client.DiscoveryModes, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
@@ -80,7 +83,7 @@ func runSubmit(ctx context.Context, g *globalOptions, o *submitOptions, cmd *cob
 			}
 		}
 		var remoteErr error // the node's own report of why the series failed
-		runErr = api.Submit(ctx, sock, abs, func(m api.Message) {
+		runErr = api.Submit(ctx, sock, api.SubmitRequest{SpecPath: abs, Resume: o.resume}, func(m api.Message) {
 			view.handle(m)
 			if m.Kind == "error" {
 				remoteErr = errors.New(m.Error)
@@ -102,7 +105,7 @@ func runSubmit(ctx context.Context, g *globalOptions, o *submitOptions, cmd *cob
 		if len(n.Authorities) == 0 {
 			return usagef("no authority to find workers through: give --bootstrap /ip4/.../p2p/<peer ID> or set bootstrap in %s", filepath.Join(g.DataDir, node.ConfigFile))
 		}
-		_, runErr = api.RunSpec(ctx, n.Client, abs, builtins(), view.handle)
+		_, runErr = api.RunSpec(ctx, n.Client, api.SubmitRequest{SpecPath: abs, Resume: o.resume}, builtins(), view.handle)
 	}
 	var nb *client.NoBidsError
 	if errors.As(runErr, &nb) {

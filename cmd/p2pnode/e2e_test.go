@@ -310,3 +310,45 @@ params:
 		t.Fatalf("status --json: exit %d\n%s", code, out)
 	}
 }
+
+// TestSubmitResume: after a run, --resume runs only the jobs the journal
+// does not record as done (here: one whose output was deleted).
+func TestSubmitResume(t *testing.T) {
+	addr := startNetwork(t, 1)
+	dir := t.TempDir()
+	spec := writeSpec(t, dir, `name: resumable
+module: builtin:pi
+args: ["-seed", "{seed}", "-samples", "1000"]
+params:
+  seed: {from: 1, to: 5}
+outputs: [result.json]
+`)
+	data := filepath.Join(dir, "client")
+	var out string
+	var code int
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, code = p2pnode(t, "submit", spec, "--bootstrap", addr, "--data-dir", data)
+		if code == 0 || time.Now().After(deadline) || !strings.Contains(out, "no workers found") {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if code != 0 {
+		t.Fatalf("first run: exit %d\n%s", code, out)
+	}
+	if err := os.Remove(filepath.Join(dir, "results", "resumable", "job-3", "result.json")); err != nil {
+		t.Fatal(err)
+	}
+	out, code = p2pnode(t, "submit", spec, "--bootstrap", addr, "--data-dir", data, "--resume")
+	if code != 0 || !strings.Contains(out, "4 jobs already done are skipped") || !strings.Contains(out, "1 jobs: 1 done") {
+		t.Fatalf("resumed run: exit %d\n%s", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "results", "resumable", "job-3", "result.json")); err != nil {
+		t.Fatalf("job-3 not re-run: %v", err)
+	}
+	out, code = p2pnode(t, "submit", spec, "--bootstrap", addr, "--data-dir", data, "--resume")
+	if code != 0 || !strings.Contains(out, "5 jobs already done") {
+		t.Fatalf("nothing-to-do run: exit %d\n%s", code, out)
+	}
+}

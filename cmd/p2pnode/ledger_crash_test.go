@@ -302,7 +302,7 @@ func TestLedgerCrashSafety(t *testing.T) {
 				return
 			}
 			done := false
-			_ = api.Submit(ctx, cl.sock(), spec, func(m api.Message) {
+			_ = api.Submit(ctx, cl.sock(), api.SubmitRequest{SpecPath: spec}, func(m api.Message) {
 				if m.Kind == "done" {
 					done = m.Done.Failed == 0
 				}

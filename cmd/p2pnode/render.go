@@ -53,6 +53,9 @@ func (v *seriesView) handle(m api.Message) {
 		v.results = m.Start.Results
 		if !v.json {
 			fmt.Fprintf(v.out, "series %s: %d jobs, results in %s\n", m.Start.Series, m.Start.Jobs, m.Start.Results)
+			if m.Start.Skipped > 0 {
+				fmt.Fprintf(v.out, "resuming: %d jobs already done are skipped\n", m.Start.Skipped)
+			}
 			if term.IsTerminal(int(os.Stderr.Fd())) {
 				v.bar = progressbar.NewOptions(m.Start.Jobs, progressbar.OptionSetWriter(os.Stderr),
 					progressbar.OptionSetDescription("jobs"), progressbar.OptionShowCount(), progressbar.OptionSetWidth(30),

@@ -28,6 +28,9 @@ import (
 // SubmitRequest asks the node to run a series file.
 type SubmitRequest struct {
 	SpecPath string `json:"spec_path"` // absolute
+	// Resume skips the jobs the series' journal (results/<series>/
+	// summary.jsonl) records as done with their outputs on disk.
+	Resume bool `json:"resume,omitempty"`
 }
 
 // Message is one line of a submission's stream.
@@ -43,7 +46,8 @@ type Message struct {
 // Start announces a series.
 type Start struct {
 	Series  string `json:"series"`
-	Jobs    int    `json:"jobs"`
+	Jobs    int    `json:"jobs"`              // jobs to run now
+	Skipped int    `json:"skipped,omitempty"` // done before (--resume)
 	Results string `json:"results"`
 }
 
@@ -82,8 +86,8 @@ type Done struct {
 
 // RunSpec loads the series file, runs it on c, writes results and emits
 // messages as it goes. Builtins are the modules named "builtin:<name>".
-func RunSpec(ctx context.Context, c *client.Client, specPath string, builtins map[string][]byte, emit func(Message)) (*client.Report, error) {
-	spec, err := series.Load(specPath)
+func RunSpec(ctx context.Context, c *client.Client, req SubmitRequest, builtins map[string][]byte, emit func(Message)) (*client.Report, error) {
+	spec, err := series.Load(req.SpecPath)
 	if err != nil {
 		return nil, err
 	}
@@ -92,11 +96,30 @@ func RunSpec(ctx context.Context, c *client.Client, specPath string, builtins ma
 		return nil, err
 	}
 	dir := filepath.Join(spec.Path(spec.Results), spec.Name)
-	rw, err := client.NewResultWriter(dir)
+	skipped := 0
+	open := client.NewResultWriter
+	if req.Resume {
+		done, err := client.Journal(dir, spec.Outputs)
+		if err != nil {
+			return nil, err
+		}
+		kept := s.Jobs[:0]
+		for _, j := range s.Jobs {
+			if !done[j.ID] {
+				kept = append(kept, j)
+			}
+		}
+		skipped, s.Jobs, open = len(s.Jobs)-len(kept), kept, client.ResumeResultWriter
+	}
+	emit(Message{Kind: "start", Start: &Start{Series: s.ID, Jobs: len(s.Jobs), Skipped: skipped, Results: dir}})
+	if len(s.Jobs) == 0 {
+		emit(Message{Kind: "done", Done: &Done{Results: dir}})
+		return &client.Report{SeriesID: s.ID}, nil
+	}
+	rw, err := open(dir)
 	if err != nil {
 		return nil, err
 	}
-	emit(Message{Kind: "start", Start: &Start{Series: s.ID, Jobs: len(s.Jobs), Results: dir}})
 	var werr error
 	rep, err := c.Run(ctx, s, client.Hooks{
 		OnBids: func(cands []client.Candidate, offers []client.Offer, declines []client.Decline) {
@@ -206,7 +229,7 @@ func serveSeries(w http.ResponseWriter, r *http.Request, b Backend) {
 		}
 	}
 	// The series stops when the submitter goes away (Ctrl-C on submit).
-	if _, err := RunSpec(r.Context(), c, req.SpecPath, b.Builtins(), emit); err != nil {
+	if _, err := RunSpec(r.Context(), c, req, b.Builtins(), emit); err != nil {
 		emit(Message{Kind: "error", Error: err.Error()})
 	}
 }
@@ -252,8 +275,8 @@ func GetStatus(ctx context.Context, path string, v any) error {
 }
 
 // Submit hands a series to the node at path and calls fn for each message.
-func Submit(ctx context.Context, path, specPath string, fn func(Message)) error {
-	body, _ := json.Marshal(SubmitRequest{SpecPath: specPath})
+func Submit(ctx context.Context, path string, sr SubmitRequest, fn func(Message)) error {
+	body, _ := json.Marshal(sr)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://node/v1/series", bytes.NewReader(body))
 	resp, err := httpClient(path).Do(req)
 	if err != nil {
