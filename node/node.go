@@ -188,6 +188,7 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 		if n.Account != nil {
 			copts = append(copts, client.WithPayer(n.Account))
 		}
+		copts = append(copts, n.reputation(&o)...) // reputation.go
 		copts = append(copts, o.clientOpt...)
 		n.Client = client.New(h, key, o.log, copts...)
 		// Discover through every authority the node learns of, too.

@@ -69,6 +69,7 @@ type options struct {
 	flood       floodOptions  // flood.go
 	payer       Payer         // pay.go; nil: jobs are not paid for
 	escrowTTL   time.Duration // pay.go
+	rep         *Reputation   // reputation.go
 }
 
 // Option configures a Client.
@@ -91,6 +92,9 @@ func New(h host.Host, key crypto.PrivKey, log *events.Log, opts ...Option) *Clie
 	o := options{bidVersions: protocols.BidVersions, maxWorkers: 256, now: time.Now}
 	for _, f := range opts {
 		f(&o)
+	}
+	if o.rep == nil {
+		o.rep = NewReputation()
 	}
 	return &Client{h: h, key: key, log: log, o: o}
 }
@@ -246,6 +250,9 @@ func (c *Client) Run(ctx context.Context, s *Series, hooks Hooks) (*Report, erro
 	}
 	d := newDispatch(c, s, hash, rep.Offers, hooks.OnOutcome)
 	rep.Outcomes, err = d.run(ctx)
+	if serr := c.o.rep.Save(); serr != nil {
+		c.log.Emit(events.Event{Kind: events.Error, Series: s.ID, Err: serr.Error()})
+	}
 	rep.Elapsed = c.o.now().Sub(start)
 	c.log.Emit(events.Event{Kind: events.SeriesDone, Series: s.ID,
 		Attrs: map[string]any{"jobs": len(s.Jobs), "failed": rep.Failed(), "ms": rep.Elapsed.Milliseconds()}})

@@ -43,6 +43,7 @@ type dispatch struct {
 	names    map[peer.ID]string // see name
 	budget   map[peer.ID]int    // jobs each worker's escrow covers (pay.go); nil: unpaid
 	spent    map[peer.ID]int    // jobs handed to each worker, less those that failed
+	held     map[peer.ID]int    // jobs handed to each worker and not answered yet (reputation)
 
 	outMu sync.Mutex // serialises onOutcome calls
 }
@@ -50,7 +51,8 @@ type dispatch struct {
 func newDispatch(c *Client, s *Series, hash [32]byte, offers []Offer, onOutcome func(Outcome)) *dispatch {
 	d := &dispatch{c: c, s: s, hash: hash, offers: map[peer.ID]Offer{}, onOutcome: onOutcome,
 		outcomes: make([]Outcome, len(s.Jobs)), ended: make([]bool, len(s.Jobs)), first: make([]time.Time, len(s.Jobs)),
-		attempts: make([]int, len(s.Jobs)), changed: make(chan struct{}), active: map[peer.ID]bool{}, lastErr: map[peer.ID]error{}, names: map[peer.ID]string{}}
+		attempts: make([]int, len(s.Jobs)), changed: make(chan struct{}), active: map[peer.ID]bool{}, lastErr: map[peer.ID]error{}, names: map[peer.ID]string{},
+		held: map[peer.ID]int{}}
 	for _, o := range offers {
 		d.offers[o.Worker] = o
 	}
@@ -72,7 +74,8 @@ func (d *dispatch) bids() []schedule.Bid {
 	bids := make([]schedule.Bid, 0, len(d.offers))
 	for id, o := range d.offers {
 		bids = append(bids, schedule.Bid{Worker: id.String(), PricePerJob: o.Bid.PricePerJob, MaxJobs: int(o.Bid.MaxJobs),
-			Slots: int(max(1, o.Bid.Slots)), EstStart: time.UnixMilli(o.Bid.EstStartUnixMs), EstJob: time.Duration(o.Bid.EstJobMs) * time.Millisecond})
+			Slots: int(max(1, o.Bid.Slots)), EstStart: time.UnixMilli(o.Bid.EstStartUnixMs), EstJob: time.Duration(o.Bid.EstJobMs) * time.Millisecond,
+			Reputation: d.c.o.rep.Score(id)})
 	}
 	return bids
 }
@@ -118,6 +121,10 @@ func (d *dispatch) run(ctx context.Context) ([]Outcome, error) {
 			d.mu.Lock()
 			defer d.mu.Unlock()
 			delete(d.active, id)
+			if lost := d.held[id]; err != nil && ctx.Err() == nil {
+				d.c.o.rep.Failed(id, max(1, lost)) // vanished: its jobs in flight are lost
+			}
+			delete(d.held, id)
 			if err != nil {
 				d.lastErr[id] = err
 				d.c.log.Emit(events.Event{Kind: events.Error, Peer: id.String(), Series: d.s.ID, Err: err.Error()})
@@ -270,6 +277,7 @@ func (d *dispatch) next(ctx context.Context, worker peer.ID, broken <-chan struc
 			if d.spent != nil {
 				d.spent[worker]++
 			}
+			d.held[worker]++
 			d.attempts[j]++
 			if d.first[j].IsZero() {
 				d.first[j] = d.c.o.now()
@@ -315,12 +323,16 @@ func (d *dispatch) result(worker peer.ID, idx int, r *pb.JobResult, conn string)
 	defer d.mu.Unlock()
 	defer d.broadcast()
 	w := d.name(worker)
+	d.held[worker]--
 	if err := protocols.FromPB(r.Error); err != nil {
 		if d.spent != nil {
 			d.spent[worker]-- // not paid: the escrow covers another job
 		}
 		d.c.log.Emit(events.Event{Kind: events.JobFailed, Peer: w, Series: d.s.ID, Job: r.JobId, Err: err.Error(), Conn: conn})
 		d.sched.Failed(idx, w, err, retryable(err))
+		if retryable(err) { // another worker might do it: this one's failure
+			d.c.o.rep.Failed(worker, 1)
+		}
 		if ended, reason := d.sched.Final(idx); ended {
 			d.endLocked(idx, Outcome{Worker: worker, Err: reason})
 		}
@@ -329,12 +341,14 @@ func (d *dispatch) result(worker peer.ID, idx int, r *pb.JobResult, conn string)
 	if err := d.checkReceipt(worker, idx, r); err != nil {
 		d.c.log.Emit(events.Event{Kind: events.Error, Peer: w, Series: d.s.ID, Job: r.JobId, Err: err.Error()})
 		d.sched.Failed(idx, w, err, true)
+		d.c.o.rep.Failed(worker, 1)
 		if ended, reason := d.sched.Final(idx); ended {
 			d.endLocked(idx, Outcome{Worker: worker, Err: reason})
 		}
 		return false
 	}
 	d.sched.Done(idx)
+	d.c.o.rep.Done(worker, 1)
 	o := Outcome{Worker: worker, Result: r, Price: d.offers[worker].Bid.PricePerJob, Conn: conn}
 	if r.ExitCode != 0 {
 		o.Err = fmt.Errorf("exit status %d", r.ExitCode)

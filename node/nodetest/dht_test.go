@@ -14,9 +14,9 @@ import (
 	"github.com/p2pjobs/p2pnode/scripts/wasm"
 )
 
-// trivialSeries is n jobs of the trivial module, for tests where the jobs'
+// trivialJobs is n jobs of the trivial module (balanced strategy), for tests where the jobs'
 // content does not matter.
-func trivialSeries(id string, n int) *client.Series {
+func trivialJobs(id string, n int) *client.Series {
 	s := &client.Series{ID: id, Executor: "wasm", Module: wasm.Trivial, Strategy: schedule.Balanced, Retries: 2,
 		Resources: &pb.Resources{MemoryBytes: 16 << 20, TimeoutMs: 10000}}
 	for i := range n {
@@ -45,7 +45,7 @@ func TestDHTFallback(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	rep, err := early.Client.Run(ctx, trivialSeries("via-authority", 6), client.Hooks{})
+	rep, err := early.Client.Run(ctx, trivialJobs("via-authority", 6), client.Hooks{})
 	if err != nil || rep.Failed() != 0 {
 		t.Fatalf("series through the authority: %v", err)
 	}
@@ -76,7 +76,7 @@ func TestDHTFallback(t *testing.T) {
 			}
 		}
 		t.Logf("%s client: %d workers through the DHT in %v", name, len(cands), time.Since(start).Round(time.Millisecond))
-		rep, err := cl.Client.Run(ctx, trivialSeries("via-dht-"+name, 12), client.Hooks{})
+		rep, err := cl.Client.Run(ctx, trivialJobs("via-dht-"+name, 12), client.Hooks{})
 		if err != nil {
 			t.Fatalf("%s client: series with the authority gone: %v", name, err)
 		}
