@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -110,7 +111,7 @@ type FloodStats struct {
 	Entries  []peer.ID
 	Reached  uint32 // workers that handled it, as the entries report (unverified)
 	Bids     int    // verified bids for this request
-	Forged   int    // bids dropped: bad signature, another client or series, or failing CheckBid
+	Forged   int    // bids and declines dropped: bad signature, another client, series or flood, or failing CheckBid
 	Declines int
 }
 
@@ -175,9 +176,15 @@ func (c *Client) FloodBids(ctx context.Context, cands []Candidate, prefer, skip 
 			Proto: string(protocols.Solicit), Attrs: map[string]any{"jobs": b.MaxJobs, "est_ms": b.EstJobMs, "route": "flood"}})
 	}
 	st.Bids = len(offers)
-	for _, d := range agg.Declines {
-		id, derr := peer.IDFromBytes(d.Worker)
-		if derr != nil || skip[id] {
+	for _, sd := range agg.SignedDeclines {
+		// Signed by the worker for this flood: no forwarder invented it or
+		// changed its reason (one may still have left a decline out).
+		d, id, derr := protocols.VerifyDecline(sd)
+		if derr != nil || !bytes.Equal(d.Client, []byte(c.h.ID())) || d.SeriesId != req.SeriesId || !bytes.Equal(d.Token, m.Token) {
+			st.Forged++
+			continue
+		}
+		if skip[id] {
 			continue
 		}
 		e := protocols.FromPB(d.Error)
@@ -187,7 +194,7 @@ func (c *Client) FloodBids(ctx context.Context, cands []Candidate, prefer, skip 
 	st.Declines = len(declines)
 	if st.Forged > 0 {
 		c.log.Emit(events.Event{Kind: events.Error, Proto: string(protocols.Solicit), Series: req.SeriesId,
-			Err: fmt.Sprintf("client: %d forged or misdirected bids dropped from flooded aggregates", st.Forged)})
+			Err: fmt.Sprintf("client: %d forged or misdirected bids or declines dropped from flooded aggregates", st.Forged)})
 	}
 	return offers, declines, st, err
 }

@@ -19,7 +19,8 @@ func FuzzSolicitDecode(f *testing.F) {
 	good, _ := proto.Marshal(&pb.Solicitation{Request: &pb.BidRequest{SeriesId: "s", JobCount: 1}, Ttl: 4,
 		Token: []byte("01234567"), Client: []byte(client), Path: raw(w), Avoid: raw(w)})
 	prof, _ := proto.Marshal(&pb.Proffer{Bids: []*pb.SignedBid{{Bid: []byte{1, 2}, Signature: []byte{3}}},
-		Declines: []*pb.ProfferDecline{{Worker: []byte(w), Error: &pb.Error{Code: 22}}}})
+		Declines:       []*pb.ProfferDecline{{Worker: []byte(w), Error: &pb.Error{Code: 22}}},
+		SignedDeclines: []*pb.SignedDecline{{Decline: []byte{1, 2}, Signature: []byte{3}}}})
 	f.Add(good)
 	f.Add(prof)
 	f.Add([]byte{0x12, 0xff, 0xff, 0xff, 0x0f})
@@ -39,8 +40,8 @@ func FuzzSolicitDecode(f *testing.F) {
 		}
 		var pr pb.Proffer
 		if protocols.NewReader(bytes.NewReader(frame), protocols.MaxSolicitMsg).Read(&pr) == nil {
-			agg, _ := Merge(self, nil, nil, []*pb.Proffer{&pr, &pr}, BidVerifier(client, "s"))
-			if len(agg.Bids) > MaxProfferBids || len(agg.Declines) > MaxProfferBids {
+			agg, _ := Merge(self, nil, nil, []*pb.Proffer{&pr, &pr}, BidVerifier(client, "s"), FloodDeclineVerifier(client, "s", s.Token))
+			if len(agg.Bids) > MaxProfferBids || len(agg.SignedDeclines) > MaxProfferBids || len(agg.Declines) > 0 {
 				t.Fatal("aggregate over its caps")
 			}
 		}

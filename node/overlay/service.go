@@ -541,18 +541,38 @@ func (s *Service) solicit(remote peer.ID, m *pb.Solicitation) (*pb.Proffer, erro
 		return &pb.Proffer{}, nil
 	}
 	own, ownErr := s.bidder.MakeBid(c.Client, m.Request)
+	var ownDecline *pb.SignedDecline
 	if ownErr == nil {
 		s.stats.bids.Add(1)
+	} else {
+		ownDecline = s.signDecline(c.Client, m, ownErr)
 	}
 	to, fwd := Forward(self, m, c, s.Neighbours())
 	answers := s.forward(to, fwd, Wait(m.Ttl, len(c.Path)+1, s.o.hop, s.o.base))
-	agg, forged := Merge(self, own, ownErr, answers, BidVerifier(c.Client, m.Request.SeriesId))
+	agg, forged := Merge(self, own, ownDecline, answers, BidVerifier(c.Client, m.Request.SeriesId),
+		FloodDeclineVerifier(c.Client, m.Request.SeriesId, m.Token))
 	if forged > 0 {
 		s.stats.forged.Add(int64(forged))
 		s.log.Emit(events.Event{Kind: events.Error, Peer: remote.String(), Proto: string(protocols.Solicit),
-			Series: m.Request.SeriesId, Err: "overlay: forged or misdirected bids dropped", Attrs: map[string]any{"count": forged}})
+			Series: m.Request.SeriesId, Err: "overlay: forged or misdirected bids or declines dropped", Attrs: map[string]any{"count": forged}})
 	}
 	return agg, nil
+}
+
+// signDecline signs this worker's refusal with the host's key (the
+// peerstore holds it, as it does for identify's signed records). Without a
+// key there is no decline to send: an unsigned one would be dropped.
+func (s *Service) signDecline(client peer.ID, m *pb.Solicitation, reason error) *pb.SignedDecline {
+	key := s.h.Peerstore().PrivKey(s.h.ID())
+	if key == nil {
+		return nil
+	}
+	sd, err := protocols.SignDecline(key, client, m.Request.SeriesId, m.Token, reason)
+	if err != nil {
+		s.log.Emit(events.Event{Kind: events.Error, Proto: string(protocols.Solicit), Series: m.Request.SeriesId, Err: err.Error()})
+		return nil
+	}
+	return sd
 }
 
 // firstVisit records a flood token; a token already handled with at least
@@ -620,7 +640,7 @@ func NewSolicitation(client peer.ID, addrs []ma.Multiaddr, req *pb.BidRequest, t
 
 // Flood hands m to every entry worker at once (one token: their floods
 // share duplicate suppression) and merges their aggregates, verifying every
-// bid for m's client and series. It returns the merged proffer, how many
+// bid for m's client and series, and every decline for m's flood. It returns the merged proffer, how many
 // bids were dropped as forged or misdirected, and the entries' errors.
 func Flood(ctx context.Context, h host.Host, entries []peer.ID, m *pb.Solicitation, hop, base time.Duration) (*pb.Proffer, int, error) {
 	answers := make([]*pb.Proffer, len(entries))
@@ -638,7 +658,8 @@ func Flood(ctx context.Context, h host.Host, entries []peer.ID, m *pb.Solicitati
 	if err != nil {
 		return nil, 0, protocols.Errorf(pb.ErrorCode_BAD_REQUEST, "client: %v", err)
 	}
-	agg, forged := Merge("", nil, nil, answers, BidVerifier(client, m.GetRequest().GetSeriesId()))
+	agg, forged := Merge("", nil, nil, answers, BidVerifier(client, m.GetRequest().GetSeriesId()),
+		FloodDeclineVerifier(client, m.GetRequest().GetSeriesId(), m.Token))
 	agg.Reached--
 	return agg, forged, errors.Join(errs...)
 }

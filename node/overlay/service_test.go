@@ -274,3 +274,55 @@ func TestForgedBidInAggregate(t *testing.T) {
 		t.Errorf("the liar as entry: %v, %d forged, %d bids", err, forged, len(p.Bids))
 	}
 }
+
+// TestForgedDeclineInAggregate: a dishonest neighbour invents a decline for
+// another worker, changes the reason of a real one and passes on a genuine
+// one; the honest forwarder keeps only the genuine decline, whose reason
+// the client can verify against the worker that made it.
+func TestForgedDeclineInAggregate(t *testing.T) {
+	c := newCluster(t, 1, 1)
+	honest := c.workers[0]
+	liar, _ := realHost(t)
+	victimKey, _, _ := crypto.GenerateEd25519Key(nil)
+	victim, _ := peer.IDFromPrivateKey(victimKey)
+	otherKey, _, _ := crypto.GenerateEd25519Key(nil)
+	other, _ := peer.IDFromPrivateKey(otherKey)
+	liar.SetStreamHandler(protocols.Solicit, func(s network.Stream) {
+		_ = protocols.Serve(s, overlay.SolicitExchange(hop, base), &pb.Solicitation{}, func(m *pb.Solicitation) *pb.Proffer {
+			client, _ := peer.IDFromBytes(m.Client)
+			genuine, _ := protocols.SignDecline(otherKey, client, m.Request.SeriesId, m.Token, protocols.Errorf(pb.ErrorCode_QUEUE_FULL, "busy"))
+			changed, _ := protocols.SignDecline(victimKey, client, m.Request.SeriesId, m.Token, protocols.Errorf(pb.ErrorCode_QUEUE_FULL, "busy"))
+			var d pb.Decline
+			_ = protoUnmarshal(changed.Decline, &d)
+			d.Error.Code = pb.ErrorCode_PRICE_BELOW_FLOOR // "too cheap for me": keeps the victim's signature
+			changed.Decline = protoMarshal(&d)
+			return &pb.Proffer{Reached: 1, SignedDeclines: []*pb.SignedDecline{changed, genuine},
+				Declines: []*pb.ProfferDecline{{Worker: []byte(victim), Error: &pb.Error{Code: pb.ErrorCode_CLIENT_REFUSED}}}}
+		}, func(err error) *pb.Proffer { return &pb.Proffer{Error: protocols.ToPB(err)} })
+	})
+	liar.SetStreamHandler(protocols.Overlay, func(s network.Stream) {
+		_ = protocols.Serve(s, protocols.Exchange{Max: protocols.MaxOverlayMsg, Timeout: time.Second}, &pb.Link{},
+			func(*pb.Link) *pb.LinkAck { return &pb.LinkAck{} }, func(error) *pb.LinkAck { return &pb.LinkAck{} })
+	})
+	c.sampler.all = append(c.sampler.all, peer.AddrInfo{ID: liar.ID(), Addrs: liar.Addrs()})
+	honest.svc.Rebuild(context.Background())
+	if !slices.Contains(honest.svc.Neighbours(), liar.ID()) {
+		t.Fatal("the liar is not a neighbour")
+	}
+	req := &pb.BidRequest{SeriesId: "s", JobCount: 1, Executor: "wasm"}
+	m := overlay.NewSolicitation(c.client.ID(), nil, req, 4)
+	p, forged, err := overlay.Flood(context.Background(), c.client, []peer.ID{honest.h.ID()}, m, hop, base)
+	if err != nil || forged != 0 {
+		t.Fatalf("through the honest worker: %v, %d forged", err, forged)
+	}
+	if got := honest.svc.Stats().ForgedBids; got != 1 {
+		t.Errorf("honest worker counted %d forged bids and declines, want 1 (the changed reason)", got)
+	}
+	if len(p.SignedDeclines) != 1 || len(p.Declines) != 0 {
+		t.Fatalf("%d signed and %d unsigned declines, want only the genuine one", len(p.SignedDeclines), len(p.Declines))
+	}
+	d, id, err := protocols.VerifyDecline(p.SignedDeclines[0])
+	if err != nil || id != other || d.Error.Code != pb.ErrorCode_QUEUE_FULL {
+		t.Errorf("decline by %s (%v): %v", id, err, d.GetError())
+	}
+}

@@ -148,12 +148,33 @@ func BidVerifier(client peer.ID, series string) Verifier {
 	}
 }
 
-// Merge aggregates own answer (a bid, or a decline when ownErr is set) with
-// the recipients' proffers: bids are verified and de-duplicated by worker
-// (first one kept), declines de-duplicated by worker and dropped for
-// workers that also bid, both capped at MaxProfferBids. It returns the
-// aggregate and how many bids were rejected as forged or misdirected.
-func Merge(self peer.ID, own *pb.SignedBid, ownErr error, answers []*pb.Proffer, verify Verifier) (*pb.Proffer, int) {
+// DeclineVerifier reports whether a signed decline is a valid decline by
+// the worker it names, for the flood it travels in. Merge drops what it
+// rejects.
+type DeclineVerifier func(sd *pb.SignedDecline) (peer.ID, error)
+
+// FloodDeclineVerifier checks signature, client, series and token of a
+// decline: a decline made for another flood cannot be replayed into this one.
+func FloodDeclineVerifier(client peer.ID, series string, token []byte) DeclineVerifier {
+	return func(sd *pb.SignedDecline) (peer.ID, error) {
+		d, id, err := protocols.VerifyDecline(sd)
+		if err != nil {
+			return "", err
+		}
+		if !bytes.Equal(d.Client, []byte(client)) || d.SeriesId != series || !bytes.Equal(d.Token, token) {
+			return "", protocols.Errorf(pb.ErrorCode_BAD_REQUEST, "decline by %s is for another client, series or flood", id)
+		}
+		return id, nil
+	}
+}
+
+// Merge aggregates own answer (a bid, or a signed decline) with the
+// recipients' proffers: bids and declines are verified and de-duplicated by
+// worker (first one kept), declines dropped for workers that also bid, both
+// capped at MaxProfferBids; unsigned declines (ProfferDecline) are dropped.
+// It returns the aggregate and how many bids and declines were rejected as
+// forged or misdirected.
+func Merge(self peer.ID, own *pb.SignedBid, ownDecline *pb.SignedDecline, answers []*pb.Proffer, verify Verifier, verifyDecline DeclineVerifier) (*pb.Proffer, int) {
 	out := &pb.Proffer{Reached: 1}
 	bidders := map[peer.ID]bool{}
 	decliners := map[peer.ID]bool{}
@@ -178,9 +199,13 @@ func Merge(self peer.ID, own *pb.SignedBid, ownErr error, answers []*pb.Proffer,
 	if own != nil {
 		addBid(own, true)
 	}
-	var declines []*pb.ProfferDecline
-	if ownErr != nil {
-		declines = append(declines, &pb.ProfferDecline{Worker: []byte(self), Error: protocols.ToPB(ownErr)})
+	type decline struct {
+		sd *pb.SignedDecline
+		id peer.ID
+	}
+	var declines []decline
+	if ownDecline != nil {
+		declines = append(declines, decline{ownDecline, self})
 	}
 	for _, a := range answers {
 		if a == nil {
@@ -190,23 +215,24 @@ func Merge(self peer.ID, own *pb.SignedBid, ownErr error, answers []*pb.Proffer,
 		for _, sb := range a.Bids {
 			addBid(sb, false)
 		}
-		declines = append(declines, a.Declines...)
+		for _, sd := range a.SignedDeclines {
+			if len(declines) >= MaxProfferBids {
+				break // checked here: verifying costs a signature check
+			}
+			id, err := verifyDecline(sd)
+			if err != nil {
+				forged++
+				continue
+			}
+			declines = append(declines, decline{sd, id})
+		}
 	}
 	for _, d := range declines {
-		id, err := peer.IDFromBytes(d.Worker)
-		if err != nil || d.Error == nil || bidders[id] || decliners[id] || len(out.Declines) >= MaxProfferBids {
+		if bidders[d.id] || decliners[d.id] || len(out.SignedDeclines) >= MaxProfferBids {
 			continue
 		}
-		decliners[id] = true
-		out.Declines = append(out.Declines, &pb.ProfferDecline{Worker: d.Worker,
-			Error: &pb.Error{Code: d.Error.Code, Message: truncate(d.Error.Message, 256)}})
+		decliners[d.id] = true
+		out.SignedDeclines = append(out.SignedDeclines, d.sd)
 	}
 	return out, forged
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

@@ -133,42 +133,61 @@ func signed(t testing.TB, key crypto.PrivKey, client peer.ID, series string, pri
 	return sb
 }
 
+func declined(t testing.TB, key crypto.PrivKey, client peer.ID, series string, token []byte, code pb.ErrorCode) *pb.SignedDecline {
+	t.Helper()
+	sd, err := protocols.SignDecline(key, client, series, token, protocols.Errorf(code, "%s", strings.Repeat("x", 300)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sd
+}
+
 func TestMerge(t *testing.T) {
-	keys := make([]crypto.PrivKey, 4)
-	wid := make([]peer.ID, 4)
+	keys := make([]crypto.PrivKey, 5)
+	wid := make([]peer.ID, 5)
 	for i := range keys {
 		keys[i], _, _ = crypto.GenerateEd25519Key(nil)
 		wid[i], _ = peer.IDFromPrivateKey(keys[i])
 	}
 	client := ids(t, 1)[0]
+	tok := []byte("token-01")
 	own := signed(t, keys[0], client, "s", 1)
 	b1 := signed(t, keys[1], client, "s", 2)
 	b1again := signed(t, keys[1], client, "s", 3)
 	forged := signed(t, keys[2], client, "s", 4)
 	forged.Bid[len(forged.Bid)-1] ^= 1 // a forwarder changed the price
 	other := signed(t, keys[3], ids(t, 1)[0], "s", 1)
+	d2 := declined(t, keys[2], client, "s", tok, pb.ErrorCode_QUEUE_FULL)
+	d1 := declined(t, keys[1], client, "s", tok, pb.ErrorCode_QUEUE_FULL) // worker 1 bid too
+	changed := declined(t, keys[3], client, "s", tok, pb.ErrorCode_QUEUE_FULL)
+	changed.Decline[len(changed.Decline)-1] ^= 1                                               // a forwarder changed the reason
+	replayed := declined(t, keys[4], client, "s", []byte("token-02"), pb.ErrorCode_QUEUE_FULL) // from another flood
+	invented := &pb.SignedDecline{Decline: append([]byte{}, d2.Decline...), Signature: make([]byte, 64)}
 	answers := []*pb.Proffer{
-		{Bids: []*pb.SignedBid{b1, forged}, Reached: 3,
-			Declines: []*pb.ProfferDecline{{Worker: []byte(wid[2]), Error: &pb.Error{Code: pb.ErrorCode_QUEUE_FULL}}}},
-		{Bids: []*pb.SignedBid{b1again, other}, Reached: 2,
-			Declines: []*pb.ProfferDecline{{Worker: []byte(wid[1]), Error: &pb.Error{Code: pb.ErrorCode_QUEUE_FULL}}, {Worker: []byte("junk")}}},
+		{Bids: []*pb.SignedBid{b1, forged}, Reached: 3, SignedDeclines: []*pb.SignedDecline{d2, changed},
+			Declines: []*pb.ProfferDecline{{Worker: []byte(wid[3]), Error: &pb.Error{Code: pb.ErrorCode_QUEUE_FULL}}}}, // unsigned: ignored
+		{Bids: []*pb.SignedBid{b1again, other}, Reached: 2, SignedDeclines: []*pb.SignedDecline{d1, replayed, invented, nil}},
 		nil,
 	}
-	agg, bad := Merge(wid[0], own, nil, answers, BidVerifier(client, "s"))
-	if bad != 2 {
-		t.Errorf("%d rejected, want 2 (forged, other client)", bad)
+	agg, bad := Merge(wid[0], own, nil, answers, BidVerifier(client, "s"), FloodDeclineVerifier(client, "s", tok))
+	if bad != 6 {
+		t.Errorf("%d rejected, want 6 (forged bid, other client's bid, changed, replayed, invented and empty declines)", bad)
 	}
 	if len(agg.Bids) != 2 || agg.Bids[0] != own || agg.Bids[1] != b1 {
 		t.Errorf("bids %d, want own then b1", len(agg.Bids))
 	}
-	if len(agg.Declines) != 1 || peer.ID(agg.Declines[0].Worker) != wid[2] {
-		t.Errorf("declines %v, want only worker 2's (worker 1 bid)", agg.Declines)
+	if len(agg.SignedDeclines) != 1 || agg.SignedDeclines[0] != d2 || len(agg.Declines) != 0 {
+		t.Errorf("declines %v (unsigned %v), want only worker 2's (worker 1 bid)", agg.SignedDeclines, agg.Declines)
+	}
+	if d, id, err := protocols.VerifyDecline(d2); err != nil || id != wid[2] || len(d.Error.Message) != protocols.MaxDeclineMessage {
+		t.Errorf("decline by %s: %v, message of %d bytes", id, err, len(d.GetError().GetMessage()))
 	}
 	if agg.Reached != 6 {
 		t.Errorf("reached %d, want 6", agg.Reached)
 	}
-	agg, _ = Merge(wid[0], nil, protocols.Errorf(pb.ErrorCode_CLIENT_REFUSED, "no"), nil, BidVerifier(client, "s"))
-	if len(agg.Bids) != 0 || len(agg.Declines) != 1 || agg.Declines[0].Error.Code != pb.ErrorCode_CLIENT_REFUSED {
+	ownDecline := declined(t, keys[0], client, "s", tok, pb.ErrorCode_CLIENT_REFUSED)
+	agg, _ = Merge(wid[0], nil, ownDecline, nil, BidVerifier(client, "s"), FloodDeclineVerifier(client, "s", tok))
+	if len(agg.Bids) != 0 || len(agg.SignedDeclines) != 1 || agg.SignedDeclines[0] != ownDecline {
 		t.Errorf("own decline: %v", agg)
 	}
 }

@@ -169,7 +169,9 @@ func (x *Solicitation) GetClientAddrs() [][]byte {
 	return nil
 }
 
-// ProfferDecline is one worker's typed refusal to bid.
+// ProfferDecline is one worker's typed refusal to bid, unsigned: what
+// workers sent before SignedDecline. Nobody sends or believes it any more (a
+// forwarder could have invented it or changed its reason).
 type ProfferDecline struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Worker        []byte                 `protobuf:"bytes,1,opt,name=worker,proto3" json:"worker,omitempty"` // peer ID
@@ -222,20 +224,155 @@ func (x *ProfferDecline) GetError() *Error {
 	return nil
 }
 
-// Proffer is the aggregate answer: every bid stays signed by its maker.
-type Proffer struct {
+// Decline is a worker's typed refusal to bid on a flooded solicitation. Its
+// fields are signed as a whole (SignedDecline.decline holds them verbatim),
+// so a forwarder can neither invent a decline nor change its reason, and
+// the token ties it to one flood (no replays into another). A forwarder can
+// still leave one out, as it can a bid.
+type Decline struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Bids          []*SignedBid           `protobuf:"bytes,1,rep,name=bids,proto3" json:"bids,omitempty"`
-	Declines      []*ProfferDecline      `protobuf:"bytes,2,rep,name=declines,proto3" json:"declines,omitempty"`
-	Error         *Error                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`      // the solicitation itself was refused
-	Reached       uint32                 `protobuf:"varint,4,opt,name=reached,proto3" json:"reached,omitempty"` // workers that handled it in this subtree (hint, unverified)
+	Worker        []byte                 `protobuf:"bytes,1,opt,name=worker,proto3" json:"worker,omitempty"` // peer ID of the signer
+	Client        []byte                 `protobuf:"bytes,2,opt,name=client,proto3" json:"client,omitempty"` // peer ID the solicitation was for
+	SeriesId      string                 `protobuf:"bytes,3,opt,name=series_id,json=seriesId,proto3" json:"series_id,omitempty"`
+	Token         []byte                 `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"` // the solicitation's token
+	Error         *Error                 `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"` // message at most 256 bytes
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
+func (x *Decline) Reset() {
+	*x = Decline{}
+	mi := &file_solicit_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Decline) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Decline) ProtoMessage() {}
+
+func (x *Decline) ProtoReflect() protoreflect.Message {
+	mi := &file_solicit_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Decline.ProtoReflect.Descriptor instead.
+func (*Decline) Descriptor() ([]byte, []int) {
+	return file_solicit_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Decline) GetWorker() []byte {
+	if x != nil {
+		return x.Worker
+	}
+	return nil
+}
+
+func (x *Decline) GetClient() []byte {
+	if x != nil {
+		return x.Client
+	}
+	return nil
+}
+
+func (x *Decline) GetSeriesId() string {
+	if x != nil {
+		return x.SeriesId
+	}
+	return ""
+}
+
+func (x *Decline) GetToken() []byte {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+func (x *Decline) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type SignedDecline struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Decline       []byte                 `protobuf:"bytes,1,opt,name=decline,proto3" json:"decline,omitempty"`     // serialized Decline
+	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"` // worker's libp2p key over "p2pjobs-decline:" || decline
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignedDecline) Reset() {
+	*x = SignedDecline{}
+	mi := &file_solicit_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignedDecline) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignedDecline) ProtoMessage() {}
+
+func (x *SignedDecline) ProtoReflect() protoreflect.Message {
+	mi := &file_solicit_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignedDecline.ProtoReflect.Descriptor instead.
+func (*SignedDecline) Descriptor() ([]byte, []int) {
+	return file_solicit_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SignedDecline) GetDecline() []byte {
+	if x != nil {
+		return x.Decline
+	}
+	return nil
+}
+
+func (x *SignedDecline) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+// Proffer is the aggregate answer: every bid and every decline stays signed
+// by its maker.
+type Proffer struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Bids           []*SignedBid           `protobuf:"bytes,1,rep,name=bids,proto3" json:"bids,omitempty"`
+	Declines       []*ProfferDecline      `protobuf:"bytes,2,rep,name=declines,proto3" json:"declines,omitempty"` // unsigned, obsolete: ignored
+	Error          *Error                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`       // the solicitation itself was refused
+	Reached        uint32                 `protobuf:"varint,4,opt,name=reached,proto3" json:"reached,omitempty"`  // workers that handled it in this subtree (hint, unverified)
+	SignedDeclines []*SignedDecline       `protobuf:"bytes,5,rep,name=signed_declines,json=signedDeclines,proto3" json:"signed_declines,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
 func (x *Proffer) Reset() {
 	*x = Proffer{}
-	mi := &file_solicit_proto_msgTypes[2]
+	mi := &file_solicit_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -247,7 +384,7 @@ func (x *Proffer) String() string {
 func (*Proffer) ProtoMessage() {}
 
 func (x *Proffer) ProtoReflect() protoreflect.Message {
-	mi := &file_solicit_proto_msgTypes[2]
+	mi := &file_solicit_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -260,7 +397,7 @@ func (x *Proffer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proffer.ProtoReflect.Descriptor instead.
 func (*Proffer) Descriptor() ([]byte, []int) {
-	return file_solicit_proto_rawDescGZIP(), []int{2}
+	return file_solicit_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Proffer) GetBids() []*SignedBid {
@@ -291,6 +428,13 @@ func (x *Proffer) GetReached() uint32 {
 	return 0
 }
 
+func (x *Proffer) GetSignedDeclines() []*SignedDecline {
+	if x != nil {
+		return x.SignedDeclines
+	}
+	return nil
+}
+
 type Link struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Op            LinkOp                 `protobuf:"varint,1,opt,name=op,proto3,enum=p2pjobs.LinkOp" json:"op,omitempty"`
@@ -300,7 +444,7 @@ type Link struct {
 
 func (x *Link) Reset() {
 	*x = Link{}
-	mi := &file_solicit_proto_msgTypes[3]
+	mi := &file_solicit_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -312,7 +456,7 @@ func (x *Link) String() string {
 func (*Link) ProtoMessage() {}
 
 func (x *Link) ProtoReflect() protoreflect.Message {
-	mi := &file_solicit_proto_msgTypes[3]
+	mi := &file_solicit_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -325,7 +469,7 @@ func (x *Link) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Link.ProtoReflect.Descriptor instead.
 func (*Link) Descriptor() ([]byte, []int) {
-	return file_solicit_proto_rawDescGZIP(), []int{3}
+	return file_solicit_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Link) GetOp() LinkOp {
@@ -345,7 +489,7 @@ type LinkAck struct {
 
 func (x *LinkAck) Reset() {
 	*x = LinkAck{}
-	mi := &file_solicit_proto_msgTypes[4]
+	mi := &file_solicit_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -357,7 +501,7 @@ func (x *LinkAck) String() string {
 func (*LinkAck) ProtoMessage() {}
 
 func (x *LinkAck) ProtoReflect() protoreflect.Message {
-	mi := &file_solicit_proto_msgTypes[4]
+	mi := &file_solicit_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -370,7 +514,7 @@ func (x *LinkAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkAck.ProtoReflect.Descriptor instead.
 func (*LinkAck) Descriptor() ([]byte, []int) {
-	return file_solicit_proto_rawDescGZIP(), []int{4}
+	return file_solicit_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *LinkAck) GetError() *Error {
@@ -402,12 +546,22 @@ const file_solicit_proto_rawDesc = "" +
 	"\fclient_addrs\x18\a \x03(\fR\vclientAddrs\"N\n" +
 	"\x0eProfferDecline\x12\x16\n" +
 	"\x06worker\x18\x01 \x01(\fR\x06worker\x12$\n" +
-	"\x05error\x18\x02 \x01(\v2\x0e.p2pjobs.ErrorR\x05error\"\xa6\x01\n" +
+	"\x05error\x18\x02 \x01(\v2\x0e.p2pjobs.ErrorR\x05error\"\x92\x01\n" +
+	"\aDecline\x12\x16\n" +
+	"\x06worker\x18\x01 \x01(\fR\x06worker\x12\x16\n" +
+	"\x06client\x18\x02 \x01(\fR\x06client\x12\x1b\n" +
+	"\tseries_id\x18\x03 \x01(\tR\bseriesId\x12\x14\n" +
+	"\x05token\x18\x04 \x01(\fR\x05token\x12$\n" +
+	"\x05error\x18\x05 \x01(\v2\x0e.p2pjobs.ErrorR\x05error\"G\n" +
+	"\rSignedDecline\x12\x18\n" +
+	"\adecline\x18\x01 \x01(\fR\adecline\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"\xe7\x01\n" +
 	"\aProffer\x12&\n" +
 	"\x04bids\x18\x01 \x03(\v2\x12.p2pjobs.SignedBidR\x04bids\x123\n" +
 	"\bdeclines\x18\x02 \x03(\v2\x17.p2pjobs.ProfferDeclineR\bdeclines\x12$\n" +
 	"\x05error\x18\x03 \x01(\v2\x0e.p2pjobs.ErrorR\x05error\x12\x18\n" +
-	"\areached\x18\x04 \x01(\rR\areached\"'\n" +
+	"\areached\x18\x04 \x01(\rR\areached\x12?\n" +
+	"\x0fsigned_declines\x18\x05 \x03(\v2\x16.p2pjobs.SignedDeclineR\x0esignedDeclines\"'\n" +
 	"\x04Link\x12\x1f\n" +
 	"\x02op\x18\x01 \x01(\x0e2\x0f.p2pjobs.LinkOpR\x02op\"G\n" +
 	"\aLinkAck\x12$\n" +
@@ -433,31 +587,35 @@ func file_solicit_proto_rawDescGZIP() []byte {
 }
 
 var file_solicit_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_solicit_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_solicit_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_solicit_proto_goTypes = []any{
 	(LinkOp)(0),            // 0: p2pjobs.LinkOp
 	(*Solicitation)(nil),   // 1: p2pjobs.Solicitation
 	(*ProfferDecline)(nil), // 2: p2pjobs.ProfferDecline
-	(*Proffer)(nil),        // 3: p2pjobs.Proffer
-	(*Link)(nil),           // 4: p2pjobs.Link
-	(*LinkAck)(nil),        // 5: p2pjobs.LinkAck
-	(*BidRequest)(nil),     // 6: p2pjobs.BidRequest
-	(*Error)(nil),          // 7: p2pjobs.Error
-	(*SignedBid)(nil),      // 8: p2pjobs.SignedBid
+	(*Decline)(nil),        // 3: p2pjobs.Decline
+	(*SignedDecline)(nil),  // 4: p2pjobs.SignedDecline
+	(*Proffer)(nil),        // 5: p2pjobs.Proffer
+	(*Link)(nil),           // 6: p2pjobs.Link
+	(*LinkAck)(nil),        // 7: p2pjobs.LinkAck
+	(*BidRequest)(nil),     // 8: p2pjobs.BidRequest
+	(*Error)(nil),          // 9: p2pjobs.Error
+	(*SignedBid)(nil),      // 10: p2pjobs.SignedBid
 }
 var file_solicit_proto_depIdxs = []int32{
-	6, // 0: p2pjobs.Solicitation.request:type_name -> p2pjobs.BidRequest
-	7, // 1: p2pjobs.ProfferDecline.error:type_name -> p2pjobs.Error
-	8, // 2: p2pjobs.Proffer.bids:type_name -> p2pjobs.SignedBid
-	2, // 3: p2pjobs.Proffer.declines:type_name -> p2pjobs.ProfferDecline
-	7, // 4: p2pjobs.Proffer.error:type_name -> p2pjobs.Error
-	0, // 5: p2pjobs.Link.op:type_name -> p2pjobs.LinkOp
-	7, // 6: p2pjobs.LinkAck.error:type_name -> p2pjobs.Error
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	8,  // 0: p2pjobs.Solicitation.request:type_name -> p2pjobs.BidRequest
+	9,  // 1: p2pjobs.ProfferDecline.error:type_name -> p2pjobs.Error
+	9,  // 2: p2pjobs.Decline.error:type_name -> p2pjobs.Error
+	10, // 3: p2pjobs.Proffer.bids:type_name -> p2pjobs.SignedBid
+	2,  // 4: p2pjobs.Proffer.declines:type_name -> p2pjobs.ProfferDecline
+	9,  // 5: p2pjobs.Proffer.error:type_name -> p2pjobs.Error
+	4,  // 6: p2pjobs.Proffer.signed_declines:type_name -> p2pjobs.SignedDecline
+	0,  // 7: p2pjobs.Link.op:type_name -> p2pjobs.LinkOp
+	9,  // 8: p2pjobs.LinkAck.error:type_name -> p2pjobs.Error
+	9,  // [9:9] is the sub-list for method output_type
+	9,  // [9:9] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_solicit_proto_init() }
@@ -473,7 +631,7 @@ func file_solicit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_solicit_proto_rawDesc), len(file_solicit_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
