@@ -346,3 +346,103 @@ func mapsEqual[K comparable](a, b map[K]bool) bool {
 	}
 	return true
 }
+
+// TestBrowserLiveDemo runs "p2pnode demo --viz" and watches its page while
+// the network forms: the workers appear one by one without a reload, and
+// the series' events stream in.
+func TestBrowserLiveDemo(t *testing.T) {
+	ctx := browser(t)
+	bin, err := demoBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	const workers = 4
+	cmd := exec.Command(bin, "demo", "--viz", "--dir", dir, "--workers", strconv.Itoa(workers),
+		"--stagger", "500ms", "--jobs", "20", "--samples", "100000")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		exited <- cmd.Wait()
+	}()
+	defer func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("demo after Ctrl-C: %v\n%s", err, stderr.String())
+			}
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Error("demo still running 20s after Ctrl-C")
+		}
+	}()
+	// waitLine returns the first line of the demo's output with prefix.
+	var out strings.Builder
+	waitLine := func(prefix string, d time.Duration) string {
+		t.Helper()
+		deadline := time.After(d)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("demo ended before %q:\n%s%s", prefix, out.String(), stderr.String())
+				}
+				out.WriteString(l + "\n")
+				if strings.HasPrefix(strings.TrimSpace(l), prefix) {
+					return l
+				}
+			case <-deadline:
+				t.Fatalf("no %q from the demo after %v:\n%s%s", prefix, d, out.String(), stderr.String())
+			}
+		}
+	}
+	url := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(waitLine("visualiser:", 30*time.Second)), "visualiser:"))
+	run(t, ctx, chromedp.Navigate(url))
+	run(t, ctx, chromedp.Evaluate[chromedp.Void](`window.sameLoad = true`))
+	// Node counts the page shows as the demo starts its processes: they
+	// only grow, and the page saw the network before it was complete.
+	s := state(t, ctx, `s.loaded && s.live`)
+	seen := []int{len(s.Nodes)}
+	for len(s.Nodes) < workers+2 {
+		s = state(t, ctx, fmt.Sprintf(`s.nodes.length !== %d`, len(s.Nodes)))
+		if len(s.Nodes) < seen[len(seen)-1] {
+			t.Fatalf("node count went down: %v then %d", seen, len(s.Nodes))
+		}
+		seen = append(seen, len(s.Nodes))
+	}
+	if seen[0] >= workers+2 || len(seen) < 3 {
+		t.Errorf("the page did not watch the network form: node counts %v", seen)
+	}
+	t.Logf("node counts seen live: %v", seen)
+	// The series runs to its end on the page, still the same load.
+	waitLine("the network keeps running", 60*time.Second)
+	s = state(t, ctx, `s.total > 0 && window.sameLoad && s.time === s.end`)
+	if !s.Live {
+		t.Error("the page lost the stream")
+	}
+	x, _ := load(t, filepath.Join(dir, "logs"))
+	done := false
+	for _, r := range x.Records {
+		done = done || r.Kind == events.SeriesDone
+	}
+	if !done {
+		t.Fatal("no series_done in the logs after the demo's summary")
+	}
+	state(t, ctx, fmt.Sprintf(`s.total >= %d`, len(x.Records)))
+	screenshot(t, ctx, "-live")
+}

@@ -254,7 +254,8 @@ func (s *Server) pageLocked(from, limit int) page {
 	next := min(total, from+limit)
 	p := page{
 		T0: s.idx.Start(), From: from, Next: next, Total: total,
-		Nodes: append([]Node(nil), s.idx.Nodes...), Skipped: s.skipped, Files: s.files,
+		// Never null, even before the first event (a demo starting).
+		Nodes: append([]Node{}, s.idx.Nodes...), Skipped: s.skipped, Files: append([]string{}, s.files...),
 		Events: make([]json.RawMessage, 0, next-from),
 	}
 	for _, b := range s.wire[from:next] {

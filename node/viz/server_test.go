@@ -185,6 +185,14 @@ func TestServeEmptyDirThenLogsAppear(t *testing.T) {
 	if p.Total != 0 {
 		t.Fatalf("total %d", p.Total)
 	}
+	// The page reads these lists before any event exists: never null.
+	var raw map[string]json.RawMessage
+	getJSON(t, s.URL()+"api/events", &raw)
+	for _, k := range []string{"nodes", "files", "events"} {
+		if string(raw[k]) != "[]" {
+			t.Errorf("empty log directory: %s is %s, want []", k, raw[k])
+		}
+	}
 	f := filepath.Join(dir, "worker-1.jsonl")
 	os.WriteFile(f, nil, 0o644)
 	loggen.Append(f, "W", "worker", 0, events.Event{Kind: events.Started})

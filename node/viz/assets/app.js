@@ -142,6 +142,8 @@
   function seen(n, i) { const nd = ensureNode(n); if (nd.first < 0) nd.first = i; }
 
   function ingest(page) {
+    page.nodes = page.nodes || [];
+    page.events = page.events || [];
     if (page.t0 && page.total > 0 && !D.t0) D.t0 = parseTime(page.t0);
     const newNodes = D.nodes.length < page.nodes.length;
     page.nodes.forEach((info, i) => ensureNode(i, info));
@@ -939,7 +941,7 @@
 
   // ---- loading and live stream ---------------------------------------------
   async function load() {
-    let from = 0;
+    let from = D.E.length;
     for (;;) {
       const r = await fetch("api/events?from=" + from);
       if (!r.ok) throw new Error("api/events: " + r.status);
@@ -974,5 +976,12 @@
   new ResizeObserver(resize).observe(canvas);
   resize();
   legend();
-  load().catch((err) => { $("status").textContent = "error: " + err.message; });
+  // A failed load (the server restarting) is retried from where it stopped.
+  function start() {
+    load().catch((err) => {
+      $("status").textContent = "error: " + err.message + " (retrying)";
+      setTimeout(start, 1500);
+    });
+  }
+  start();
 })();
