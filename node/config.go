@@ -36,6 +36,15 @@ type Config struct {
 	Authority AuthorityConfig `yaml:"authority"`
 	Client    ClientConfig    `yaml:"client"`
 	NAT       NATConfig       `yaml:"nat"`
+	Ledger    LedgerConfig    `yaml:"ledger"`
+}
+
+// LedgerConfig configures a worker's or client's points account.
+type LedgerConfig struct {
+	// Home: peer ID of the bootstrap authority that opens and notarises
+	// the account (named in its genesis). Default: the first --bootstrap.
+	// Once the account exists its chain says where home is.
+	Home string `yaml:"home"`
 }
 
 // ClientConfig configures the client role.
@@ -182,6 +191,11 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: worker.deny %q: %w", ErrConfig, d, err)
 		}
 	}
+	if c.Ledger.Home != "" {
+		if _, err := peer.Decode(c.Ledger.Home); err != nil {
+			return fmt.Errorf("%w: ledger.home %q: %w", ErrConfig, c.Ledger.Home, err)
+		}
+	}
 	for _, t := range c.Authority.Trust {
 		if _, err := peer.Decode(t); err != nil {
 			return fmt.Errorf("%w: authority.trust %q: %w", ErrConfig, t, err)
@@ -254,6 +268,8 @@ const defaultConfigYAML = `# p2pnode configuration. Flags given on the command l
 #   dispute_window: 10m         # an unacknowledged receipt is paid after this
 # client:
 #   discovery: authority        # authority | dht | flood | all
+# ledger:
+#   home: ""                    # peer ID of the bootstrap authority holding this node's account (default: the first)
 # nat:
 #   reachability: auto          # auto | public | private
 #   port_map: false             # try UPnP / NAT-PMP

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -45,8 +46,8 @@ func (n *Node) LedgerTrust() ledger.TrustSet {
 }
 
 // openLedger opens the store and, by role, the notary service (authority)
-// and the node's account (worker, client: homed at the first bootstrap
-// authority). The account registers once the node is connected (readyLedger).
+// and the node's account (worker, client: homed at ledger.home, by
+// default the first bootstrap authority). The account registers once the node is connected (readyLedger).
 func (n *Node) openLedger(o *options) error {
 	if o.ledgerPath == "" {
 		return nil
@@ -74,6 +75,12 @@ func (n *Node) openLedger(o *options) error {
 	var home peer.ID
 	if len(n.Authorities) > 0 {
 		home = n.Authorities[0].ID
+	}
+	if h := n.Cfg.Ledger.Home; h != "" {
+		home, _ = peer.Decode(h) // checked by Validate
+		if !slices.ContainsFunc(n.Authorities, func(a peer.AddrInfo) bool { return a.ID == home }) {
+			return fmt.Errorf("%w: ledger.home %s is not one of the --bootstrap authorities", ErrConfig, home)
+		}
 	}
 	acct, err := ledgersvc.OpenAccount(n.Host, n.Key, st, trust, home,
 		append([]ledgersvc.AccountOption{ledgersvc.WithAccountEvents(n.Log)}, o.accountOpt...)...)
