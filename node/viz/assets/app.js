@@ -660,7 +660,7 @@
     if (S.view === "traffic") {
       arrows = recentMsgs(t).filter((m) => vis[m.from] && vis[m.to]);
       // Label the fresh arrows, once per pair and protocol, unless crowded.
-      const labelled = new Set(), label = arrows.length <= 40;
+      const labelled = new Set(), label = true; // one per pair and protocol, where there is room
       for (let k = arrows.length - 1; k >= 0; k--) {
         const m = arrows[k], key = m.from + ">" + m.to + ":" + m.proto;
         const [x1, y1] = pos[m.from], [x2, y2] = pos[m.to];
