@@ -256,3 +256,22 @@ func ParseEscrowKey(b []byte) (EscrowKey, error) {
 	c := r.lp()
 	return EscrowKey{peer.ID(c), string(r.b)}, r.err
 }
+
+// Unpaid is a receipt a worker signed and has not been paid for yet, with
+// the client's acknowledgement once it came (Claim.ClientAck).
+type Unpaid struct {
+	Client peer.ID
+	Claim  *pb.ReceiptClaim
+}
+
+// UnpaidStore is implemented by stores that keep a worker's unpaid receipts
+// across restarts (ledger/boltstore). Writes are meant to be batched: one
+// SaveUnpaid (one transaction, one fsync) for everything that changed since
+// the last one, never one per job.
+type UnpaidStore interface {
+	// SaveUnpaid stores put and deletes the receipts whose hashes
+	// (ReceiptHash) are in del, atomically.
+	SaveUnpaid(put []Unpaid, del [][]byte) error
+	// Unpaid returns every stored unpaid receipt.
+	Unpaid() ([]Unpaid, error)
+}

@@ -7,7 +7,8 @@
 // Layout: bucket "accounts"/<peer ID> holds "state" (ledger.ChainState
 // binary), sub-bucket "blocks" (u64 big-endian seq → canonical block) and
 // "refs" (used references); top-level buckets "escrows", "settlements",
-// "notes", "evidence".
+// "notes", "evidence", "unpaid" (a worker's receipts not paid yet: receipt
+// hash → lp(client) || ReceiptClaim).
 package boltstore
 
 import (
@@ -29,6 +30,7 @@ var (
 	bSettlements = []byte("settlements")
 	bNotes       = []byte("notes")
 	bEvidence    = []byte("evidence")
+	bUnpaid      = []byte("unpaid")
 	kState       = []byte("state")
 	bBlocks      = []byte("blocks")
 	bRefs        = []byte("refs")
@@ -40,7 +42,10 @@ type Store struct {
 	trust ledger.TrustSet
 }
 
-var _ ledger.Store = (*Store)(nil)
+var (
+	_ ledger.Store       = (*Store)(nil)
+	_ ledger.UnpaidStore = (*Store)(nil)
+)
 
 // Open opens (creating if needed) the store at path. Blocks are validated
 // against trust before they are stored.
@@ -51,7 +56,7 @@ func Open(path string, trust ledger.TrustSet) (*Store, error) {
 	}
 	db.MaxBatchDelay = 2 * time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bAccounts, bEscrows, bSettlements, bNotes, bEvidence} {
+		for _, b := range [][]byte{bAccounts, bEscrows, bSettlements, bNotes, bEvidence, bUnpaid} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -308,3 +313,47 @@ func (s *Store) Evidence() ([]*pb.ForkEvidence, error) {
 
 // Close implements ledger.Store.
 func (s *Store) Close() error { return s.db.Close() }
+
+// SaveUnpaid implements ledger.UnpaidStore: one transaction, one fsync.
+func (s *Store) SaveUnpaid(put []ledger.Unpaid, del [][]byte) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bUnpaid)
+		for _, h := range del {
+			if err := b.Delete(h); err != nil {
+				return err
+			}
+		}
+		for _, u := range put {
+			enc, err := ledger.EncodeProto(u.Claim)
+			if err != nil {
+				return err
+			}
+			v := binary.BigEndian.AppendUint32(nil, uint32(len(u.Client)))
+			v = append(append(v, u.Client...), enc...)
+			if err := b.Put(ledger.ReceiptHash(u.Claim.GetReceipt()), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Unpaid implements ledger.UnpaidStore.
+func (s *Store) Unpaid() ([]ledger.Unpaid, error) {
+	var out []ledger.Unpaid
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bUnpaid).ForEach(func(_, v []byte) error {
+			if len(v) < 4 || uint64(len(v)-4) < uint64(binary.BigEndian.Uint32(v)) {
+				return errors.New("boltstore: short unpaid record")
+			}
+			n := binary.BigEndian.Uint32(v)
+			c := new(pb.ReceiptClaim)
+			if err := ledger.DecodeProto(v[4+n:], c); err != nil {
+				return err
+			}
+			out = append(out, ledger.Unpaid{Client: peer.ID(v[4 : 4+n]), Claim: c})
+			return nil
+		})
+	})
+	return out, err
+}

@@ -18,7 +18,10 @@ import (
 // with the clients' acknowledgements as they arrive, and presents them to
 // the escrow's authority in batches (one Settle, one fsync there, for many
 // jobs), then claims the release blocks at its own home. Nothing on the
-// job path waits for it.
+// job path waits for it. When the store is a ledger.UnpaidStore the
+// unpaid receipts survive a restart: what changed is written once per
+// settlement round (one fsync for all the jobs of the round), before the
+// round presents anything.
 type settler struct {
 	a *Account
 
@@ -29,6 +32,8 @@ type settler struct {
 	force  map[peer.ID]bool       // clients whose streams ended: present all
 	homes  map[peer.ID]peer.ID    // client -> its home authority (the escrow holder)
 	paid   uint64                 // points released to us so far
+	dirty  map[string]bool        // receipts added or acknowledged since the last save
+	gone   [][]byte               // receipts paid or refused since the last save
 
 	kick chan struct{} // capacity 1
 }
@@ -43,8 +48,54 @@ type claimState struct {
 }
 
 func newSettler(a *Account) *settler {
-	return &settler{a: a, claims: map[string]*claimState{}, force: map[peer.ID]bool{}, homes: map[peer.ID]peer.ID{},
-		kick: make(chan struct{}, 1)}
+	s := &settler{a: a, claims: map[string]*claimState{}, force: map[peer.ID]bool{}, homes: map[peer.ID]peer.ID{},
+		dirty: map[string]bool{}, kick: make(chan struct{}, 1)}
+	if us, ok := a.store.(ledger.UnpaidStore); ok {
+		saved, err := us.Unpaid()
+		if err != nil {
+			a.o.log.Emit(events.Event{Kind: events.Error, Proto: string(ID), Err: "settle: load unpaid receipts: " + err.Error()})
+		}
+		now := a.o.now()
+		for _, u := range saved {
+			sr := u.Claim.GetReceipt()
+			if sr == nil {
+				continue
+			}
+			s.claims[string(ledger.ReceiptHash(sr))] = &claimState{client: u.Client, sr: sr, ack: u.Claim.ClientAck, added: now}
+		}
+	}
+	return s
+}
+
+// save writes what changed since the last save (one transaction).
+func (s *settler) save() {
+	us, ok := s.a.store.(ledger.UnpaidStore)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	var put []ledger.Unpaid
+	for h := range s.dirty {
+		if c := s.claims[h]; c != nil {
+			put = append(put, ledger.Unpaid{Client: c.client, Claim: &pb.ReceiptClaim{Receipt: c.sr, ClientAck: c.ack}})
+		}
+	}
+	del := s.gone
+	dirty := s.dirty
+	s.dirty, s.gone = map[string]bool{}, nil
+	s.mu.Unlock()
+	if len(put) == 0 && len(del) == 0 {
+		return
+	}
+	if err := us.SaveUnpaid(put, del); err != nil {
+		s.a.o.log.Emit(events.Event{Kind: events.Error, Proto: string(ID), Err: "settle: save unpaid receipts: " + err.Error()})
+		s.mu.Lock() // try again next round
+		for h := range dirty {
+			s.dirty[h] = true
+		}
+		s.gone = append(s.gone, del...)
+		s.mu.Unlock()
+	}
 }
 
 func (s *settler) poke() {
@@ -62,6 +113,7 @@ func (a *Account) Receipt(client peer.ID, sr *pb.SignedReceipt) {
 	h := string(ledger.ReceiptHash(sr))
 	if s.claims[h] == nil {
 		s.claims[h] = &claimState{client: client, sr: sr, added: a.o.now()}
+		s.dirty[h] = true
 	}
 }
 
@@ -75,6 +127,7 @@ func (a *Account) AckReceipt(client peer.ID, receiptHash, sig []byte) {
 		return
 	}
 	c.ack = sig
+	s.dirty[string(receiptHash)] = true
 	s.ready++
 	full := s.ready >= a.o.settleBatch
 	s.mu.Unlock()
@@ -126,12 +179,15 @@ func (s *settler) loop(ctx context.Context) {
 		case <-ctx.Done():
 			// A last attempt for what is acknowledged, briefly.
 			fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			s.save()
 			s.flush(fctx)
 			cancel()
+			s.save()
 			return
 		case <-t.C:
 		case <-s.kick:
 		}
+		s.save()
 		s.flush(ctx)
 	}
 }
@@ -225,10 +281,12 @@ func (s *settler) present(ctx context.Context, client peer.ID, cs []*claimState,
 			c.retryAt = now.Add(s.a.o.retryFiled)
 		case rej == nil: // released
 			delete(s.claims, h)
+			s.gone = append(s.gone, []byte(h))
 		case errors.Is(rej, protocols.Code(pb.ErrorCode_LEDGER_INSUFFICIENT_FUNDS)), errors.Is(rej, protocols.Code(pb.ErrorCode_INTERNAL)):
 			c.retryAt = now.Add(s.a.o.retryFiled)
 		default: // already paid, disputed, unknown escrow, bad receipt: final here
 			delete(s.claims, h)
+			s.gone = append(s.gone, []byte(h))
 			s.a.o.log.Emit(events.Event{Kind: events.Error, Peer: client.String(), Proto: string(ID), Err: "settle: receipt refused: " + rej.Error()})
 		}
 	}
