@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -77,9 +78,11 @@ type Log struct {
 	now        func() time.Time
 	observe    func(*Event) // metrics; called for every event, concurrently
 
+	peers  sync.Map     // peer.ID -> its string form (base58 costs more than the rest of an event)
+	npeers atomic.Int32 // entries in peers, at most maxPeerCache
+
 	mu     sync.Mutex // guards the fields below
 	w      *bufio.Writer
-	enc    *json.Encoder
 	closer io.Closer
 	err    error // first write error; later writes are dropped
 
@@ -111,7 +114,6 @@ func New(w io.Writer, node, role string, opts ...Option) *Log {
 		return l
 	}
 	l.w = bufio.NewWriterSize(w, 64<<10)
-	l.enc = json.NewEncoder(l.w)
 	if c, ok := w.(io.Closer); ok {
 		l.closer = c
 	}
@@ -155,13 +157,42 @@ func (l *Log) Emit(e Event) {
 	if l.w == nil {
 		return
 	}
+	// Encode outside the lock; only the copy into the buffer is serialised.
+	bp := bufPool.Get().(*[]byte)
+	line, err := appendEvent((*bp)[:0], &e)
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.err != nil {
-		return
+	if l.err == nil {
+		if err == nil {
+			_, err = l.w.Write(line)
+		}
+		l.err = err
 	}
-	l.err = l.enc.Encode(&e)
+	l.mu.Unlock()
+	if cap(line) <= 64<<10 {
+		*bp = line
+		bufPool.Put(bp)
+	}
 }
+
+// peerString is p.String(), cached: a node talks to few peers, many times.
+func (l *Log) peerString(p peer.ID) string {
+	if p == "" {
+		return ""
+	}
+	if s, ok := l.peers.Load(p); ok {
+		return s.(string)
+	}
+	s := p.String()
+	if l.npeers.Load() < maxPeerCache {
+		if _, loaded := l.peers.LoadOrStore(p, s); !loaded {
+			l.npeers.Add(1)
+		}
+	}
+	return s
+}
+
+// maxPeerCache bounds the peer ID cache (an authority hears from many).
+const maxPeerCache = 4096
 
 // Message records a protocol message sent (dir "out") or received ("in").
 // Its signature matches protocols.Tracer.
@@ -169,7 +200,7 @@ func (l *Log) Message(dir string, p peer.ID, proto protocol.ID, size int, err er
 	if l == nil {
 		return
 	}
-	e := Event{Kind: MsgRecv, Peer: p.String(), Proto: string(proto), Size: size, Dir: dir}
+	e := Event{Kind: MsgRecv, Peer: l.peerString(p), Proto: string(proto), Size: size, Dir: dir}
 	if dir == "out" {
 		e.Kind = MsgSent
 	}
