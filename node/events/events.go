@@ -2,7 +2,8 @@
 // registrations, bids, awards, jobs, overlay changes, ledger blocks, errors.
 // The visualiser (p2pnode viz) and tests read it back with Decode.
 //
-// The schema is versioned by the field "v" (SchemaVersion). Consumers must
+// The schema, every kind and the conventions readers rely on are documented
+// in docs/events.md. It is versioned by the field "v" (SchemaVersion). Consumers must
 // ignore kinds and fields they do not know: new kinds are added freely, a
 // field's meaning never changes within one schema version.
 //
