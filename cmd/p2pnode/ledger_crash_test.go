@@ -331,7 +331,7 @@ func TestLedgerCrashSafety(t *testing.T) {
 	progress("start")
 
 	authChainOf := func(id peer.ID) []*pb.Block { return auth.chains()[id] }
-	rounds := []string{"authority", "client", "both", "authority", "client"}
+	rounds := []string{"authority", "client", "both", "authority"} // then the crash point, a client kill
 	for r, victim := range rounds {
 		time.Sleep(time.Duration(rand.IntN(400)) * time.Millisecond) // a random moment of a running series
 		switch victim {
