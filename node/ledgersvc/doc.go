@@ -16,5 +16,10 @@
 // before it builds the next one. An account whose request may have been
 // countersigned without it hearing the reply re-reads its chain from its
 // home authority before it signs anything else, so a lost reply never
-// becomes a fork.
+// becomes a fork; after a restart it does so before its first operation
+// (logged as a ledger_block event with resync: true and how many blocks
+// it caught up). Its escrows are rebuilt from its chain, and the unpaid
+// rest of expired ones is asked back on a schedule (WithRefundEvery). A
+// worker's unpaid receipts are saved in its store once per settlement
+// round (ledger.UnpaidStore), so a restart does not forget what it is owed.
 package ledgersvc
