@@ -48,7 +48,7 @@ the errors button lists every error event.
 The page's files are embedded in the binary; nothing is fetched from the
 internet. It serves on 127.0.0.1 by default and runs until interrupted.`,
 		Example: `  # replay a demo's logs (the demo prints their directory)
-  p2pnode viz /tmp/p2pnode-demo-1234/events
+  p2pnode viz /tmp/p2pnode-demo-1234/logs
 
   # a few nodes' logs, on a fixed port, opening a browser
   p2pnode viz --listen 127.0.0.1:8080 --open authority.jsonl worker-1.jsonl`,
