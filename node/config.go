@@ -62,6 +62,9 @@ type WorkerConfig struct {
 	MaxQueue    int               `yaml:"max_queue"`     // jobs accepted beyond the slots before declining
 	Executors   []string          `yaml:"executors"`     // wasm (default); exec needs exec_allow
 	ExecAllow   map[string]string `yaml:"exec_allow"`    // exec executor: name -> absolute program path
+	// ModuleCache is where compiled WASM modules are kept ("" =
+	// <data-dir>/modules). Workers on one machine may share one.
+	ModuleCache string `yaml:"module_cache"`
 	// PricePerSecond charges per estimated job-second; LoadSurcharge adds
 	// that fraction of the price at full load; Deny lists refused clients.
 	PricePerSecond float64  `yaml:"price_per_second"`
@@ -253,6 +256,7 @@ const defaultConfigYAML = `# p2pnode configuration. Flags given on the command l
 #   max_queue: 10000            # jobs accepted beyond the slots
 #   executors: [wasm]           # add exec to run allow-listed programs
 #   exec_allow: {}              # name: /absolute/path/to/program
+#   module_cache: ""            # compiled WASM modules ("" = <data-dir>/modules; may be shared)
 # authority:
 #   ttl: 90s                    # a worker is dropped after this without a heartbeat
 #   heartbeat: 30s

@@ -16,7 +16,9 @@ import (
 	"github.com/p2pjobs/p2pnode/node"
 	"github.com/p2pjobs/p2pnode/node/api"
 	"github.com/p2pjobs/p2pnode/node/client"
+	wasmexec "github.com/p2pjobs/p2pnode/node/exec"
 	"github.com/p2pjobs/p2pnode/node/viz"
+	"github.com/p2pjobs/p2pnode/scripts/wasm"
 )
 
 func init() { register(newDemoCmd) }
@@ -179,8 +181,17 @@ func runDemo(ctx context.Context, g *globalOptions, o *demoOptions, cmd *cobra.C
 		return err
 	}
 	procs = append(procs, auth)
+	// The workers share one compilation cache, compiled here while the
+	// authority starts: otherwise each compiles the 3 MB module on its
+	// first job, seconds each on a small machine.
+	cache := filepath.Join(dir, "wasm-cache")
+	warmed := make(chan error, 1)
+	go func() { warmed <- warmModuleCache(ctx, cache, wasm.Pi) }()
 	ar, err := waitReady(ctx, auth, filepath.Join(dir, "authority.ready"), 20*time.Second)
 	if err != nil {
+		return err
+	}
+	if err := <-warmed; err != nil {
 		return err
 	}
 	authAddr := ar.Addrs[0]
@@ -189,6 +200,12 @@ func runDemo(ctx context.Context, g *globalOptions, o *demoOptions, cmd *cobra.C
 		name := fmt.Sprintf("worker-%d", i+1)
 		args := append([]string{"--role", "worker", "--bootstrap", authAddr, "--slots", "2",
 			"--price", strconv.Itoa(1 + i%3)}, common(name)...)
+		if err := os.MkdirAll(filepath.Join(dir, name), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, name, node.ConfigFile), []byte("worker:\n  module_cache: "+cache+"\n"), 0o600); err != nil {
+			return err
+		}
 		p, err := startProc(dir, name, args...)
 		if err != nil {
 			return err
@@ -254,6 +271,17 @@ results: %s
 	}
 	fmt.Fprintf(out, "\nreplay the run: p2pnode viz %s\n", logs)
 	return nil
+}
+
+// warmModuleCache compiles module into the on-disk cache at dir.
+func warmModuleCache(ctx context.Context, dir string, module []byte) error {
+	w, err := wasmexec.NewWasm(wasmexec.WithCacheDir(dir))
+	if err != nil {
+		return err
+	}
+	defer w.Close(ctx)
+	_, err = w.AddModule(ctx, module)
+	return err
 }
 
 // waitWorkers polls the authorities until want workers are registered.
