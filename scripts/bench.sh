@@ -37,7 +37,7 @@ done
 
 if [ "$(id -u)" = 0 ] && command -v ip >/dev/null && command -v nft >/dev/null; then
 	echo "== NAT lab (network namespaces)" >&2
-	P2PNODE_BIN="$bin" bash scripts/natlab.sh --bench 2>/dev/null | grep '^natlab |' | while IFS='|' read -r _ what value; do
+	P2PNODE_BIN="$bin" bash scripts/natlab.sh --bench 2>&1 | grep '^natlab |' | while IFS='|' read -r _ what value; do
 		row "$(echo "$what" | sed 's/^ *//;s/ *$//')" "$(echo "$value" | sed 's/^ *//')"
 	done
 else
