@@ -83,7 +83,9 @@ type escrow struct {
 	remaining      uint64 // locked minus released and refunded
 	pending        uint64 // reserved for filed receipts
 	frozen         uint64 // reserved for disputed receipts
-	paidJobs       map[string]bool
+	// jobs holds the jobs that have a receipt filed or paid: one receipt
+	// per job is paid, a re-run's second receipt is refused.
+	jobs map[string]bool
 }
 
 type receiptState struct {
@@ -167,7 +169,7 @@ func (n *Notary) applyLocked(a *account, b *pb.Block) error {
 		k := EscrowKey{peer.ID(b.Account), b.Reference}
 		n.escrows[k] = &escrow{
 			client: k.Client, worker: peer.ID(b.Counterparty), id: b.Reference,
-			expiresMs: b.ExpiresMs, remaining: b.Amount, paidJobs: map[string]bool{},
+			expiresMs: b.ExpiresMs, remaining: b.Amount, jobs: map[string]bool{},
 		}
 	}
 	// Settle and Refund debit escrows themselves; replaying the own chain
@@ -244,7 +246,7 @@ func (n *Notary) Restore(rs RestoreState) error {
 			h := ReceiptHash(c.Receipt)
 			n.receipts[string(h)] = &receiptState{claim: c, price: r.Price, key: k, paid: true}
 			if e := n.escrows[k]; e != nil {
-				e.paidJobs[r.JobId] = true
+				e.jobs[r.JobId] = true
 			}
 		}
 	}
@@ -262,6 +264,7 @@ func (n *Notary) Restore(rs RestoreState) error {
 		if e != nil {
 			if prev == nil {
 				e.pending += r.Price
+				e.jobs[r.JobId] = true
 			}
 			if nt.Disputed && (prev == nil || !prev.disputed) {
 				e.pending -= r.Price
@@ -579,8 +582,11 @@ func (n *Notary) Settle(req *pb.SettleRequest, now time.Time) (Output, SettleRes
 				return fmt.Errorf("%w: receipt from another worker", ErrEscrowMismatch)
 			}
 			rs := n.receipts[string(h)]
-			if rs != nil && rs.paid || rs == nil && e.paidJobs[r.JobId] {
+			if rs != nil && rs.paid {
 				return ErrAlreadyPaid
+			}
+			if rs == nil && e.jobs[r.JobId] {
+				return fmt.Errorf("%w: job %q already has a receipt filed or paid", ErrReplay, r.JobId)
 			}
 			acked := len(c.ClientAck) > 0 && verifyBy(e.client, ClientAckBytes(h), c.ClientAck)
 			if rs == nil {
@@ -591,6 +597,7 @@ func (n *Notary) Settle(req *pb.SettleRequest, now time.Time) (Output, SettleRes
 					rs = &receiptState{claim: c, price: r.Price, key: k, filedMs: ms}
 					n.receipts[string(h)] = rs
 					e.pending += r.Price
+					e.jobs[r.JobId] = true
 					out.Notes = append(out.Notes, &Note{Hash: h, Claim: c, FiledMs: ms})
 					res.Pending = append(res.Pending, h)
 					return nil
@@ -617,7 +624,7 @@ func (n *Notary) Settle(req *pb.SettleRequest, now time.Time) (Output, SettleRes
 			}
 			rs.paid = true
 			e.remaining -= rs.price
-			e.paidJobs[r.JobId] = true
+			e.jobs[r.JobId] = true
 			p := byWorker[e.worker]
 			if p == nil {
 				p = &pay{lines: map[EscrowKey]uint64{}}
