@@ -3,6 +3,7 @@ package worker
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -53,10 +54,18 @@ func (s *Service) handleJob(st network.Stream) {
 	js.w = protocols.NewWriter(js.bw, protocols.MaxJobMsg)
 	s.wg.Add(1)
 	defer s.wg.Done()
+	// Close must not wait for an idle client: end the read at once when
+	// the worker stops (serve checks s.ctx after each new deadline). The
+	// jobs in flight still write their replies.
+	stop := context.AfterFunc(s.ctx, func() { _ = st.SetReadDeadline(time.Now()) })
 	err := js.serve()
+	stop()
 	js.jobs.Wait()
 	if s.o.payee != nil {
 		s.o.payee.FlushClient(js.client) // no more acknowledgements on this stream
+	}
+	if err != nil && s.ctx.Err() != nil {
+		err = nil // shutting down: close after the replies, so they arrive
 	}
 	if err != nil {
 		_ = st.Reset()
@@ -80,6 +89,9 @@ func (js *jobStream) serve() (err error) {
 	r := protocols.NewReader(js.st, protocols.MaxJobMsg)
 	for {
 		_ = js.st.SetReadDeadline(time.Now().Add(protocols.JobIdleTimeout))
+		if js.s.ctx.Err() != nil {
+			return nil // handleJob's AfterFunc may have run before the deadline above
+		}
 		var m pb.JobStreamMsg
 		if err := r.Read(&m); err != nil {
 			if errors.Is(err, io.EOF) {
