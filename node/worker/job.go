@@ -257,16 +257,18 @@ func (js *jobStream) run(ex exec.Executor, req *pb.JobRequest) error {
 		return js.fail(req, err)
 	}
 	r.Receipt = rcpt
+	reply := &pb.JobStreamReply{Msg: &pb.JobStreamReply_Result{Result: r}}
+	// A result the stream cannot carry never reaches the client: it fails,
+	// and its receipt is not kept (nor paid).
+	if proto.Size(reply) > protocols.MaxJobMsg {
+		return js.fail(req, protocols.Errorf(pb.ErrorCode_JOB_OUTPUT_TOO_LARGE, "result over the %d-byte message cap", protocols.MaxJobMsg))
+	}
 	if s.o.payee != nil {
 		s.o.payee.Receipt(js.client, rcpt)
 	}
 	s.log.Emit(events.Event{Kind: events.JobFinished, Peer: js.client.String(), Series: req.SeriesId, Job: req.JobId,
 		Price: req.Price, Attrs: map[string]any{"ms": out.Duration.Milliseconds(), "exit": out.ExitCode}})
-	err = js.reply(&pb.JobStreamReply{Msg: &pb.JobStreamReply_Result{Result: r}})
-	if errors.Is(err, protocols.ErrTooLarge) {
-		return js.fail(req, protocols.Errorf(pb.ErrorCode_JOB_OUTPUT_TOO_LARGE, "result over the %d-byte message cap", protocols.MaxJobMsg))
-	}
-	return err
+	return js.reply(reply)
 }
 
 // observeJob folds a run time into the moving average used for estimates.
