@@ -3,11 +3,13 @@ package ledgersvc
 import (
 	"context"
 	"fmt"
+	"math"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
+	"github.com/p2pjobs/p2pnode/ledger"
 	"github.com/p2pjobs/p2pnode/protocols"
 	"github.com/p2pjobs/p2pnode/protocols/pb"
 )
@@ -44,6 +46,10 @@ func shortID(p peer.ID) string {
 }
 
 // FetchChain reads an account's whole chain from authority a, page by page.
+// Every page must continue the chain where it was asked to (the account's
+// blocks, seq from, from+1, ...): a reply that does not is refused
+// (ledger.ErrMalformed) rather than asked again forever. The blocks are
+// not verified.
 func FetchChain(ctx context.Context, h host.Host, a, account peer.ID, from uint64) ([]*pb.Block, error) {
 	var out []*pb.Block
 	for {
@@ -54,7 +60,12 @@ func FetchChain(ctx context.Context, h host.Host, a, account peer.ID, from uint6
 		if len(resp.Blocks) == 0 {
 			return out, nil
 		}
-		out = append(out, resp.Blocks...)
-		from = resp.Blocks[len(resp.Blocks)-1].Seq + 1
+		for _, b := range resp.Blocks {
+			if b == nil || peer.ID(b.Account) != account || b.Seq != from || from == math.MaxUint64 {
+				return out, fmt.Errorf("authority %s: %w: chain page of %s does not continue at seq %d", shortID(a), ledger.ErrMalformed, shortID(account), from)
+			}
+			out = append(out, b)
+			from++
+		}
 	}
 }
