@@ -13,6 +13,8 @@ import (
 	"github.com/p2pjobs/p2pnode/node/events"
 	"github.com/p2pjobs/p2pnode/protocols"
 	"github.com/p2pjobs/p2pnode/protocols/pb"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 )
 
 // Limits on what a worker may register, so a hostile peer cannot make the
@@ -228,12 +230,21 @@ func (s *Service) discover(req *pb.DiscoverRequest) *pb.DiscoverResponse {
 	s.mu.Lock()
 	page, next, total := s.reg.Discover(f, req.Cursor, limit, s.now())
 	resp := &pb.DiscoverResponse{NextCursor: next, Total: uint32(total), Workers: make([]*pb.WorkerRecord, 0, len(page))}
-	for _, r := range page {
-		resp.Workers = append(resp.Workers, &pb.WorkerRecord{
+	// Records are up to ~17 KB each (ValidateRegister): a full page of
+	// large ones would not fit in one message. Stop short of the cap and
+	// let the cursor carry on from the last record sent.
+	room := protocols.MaxDiscoverMsg - 1024 // cursor, total and tags
+	for i, r := range page {
+		w := &pb.WorkerRecord{
 			PeerId: []byte(r.ID), Addrs: r.Req.Addrs, Executors: r.Req.Executors, MemoryBytes: r.Req.MemoryBytes,
 			PricePerJob: r.Req.PricePerJob, Capacity: r.Req.Capacity, Slots: r.Req.Slots, FreeSlots: r.Req.FreeSlots,
 			ExpiresUnixMs: r.Expires.UnixMilli(), Agent: r.Req.Agent,
-		})
+		}
+		if room -= protowire.SizeBytes(proto.Size(w)) + 1; room < 0 && i > 0 {
+			resp.NextCursor = page[i-1].ID.String()
+			break
+		}
+		resp.Workers = append(resp.Workers, w)
 	}
 	s.mu.Unlock()
 	return resp
