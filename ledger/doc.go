@@ -65,6 +65,32 @@
 // The rest of an escrow is refunded to the client after expiry, or earlier
 // with the worker's consent (RefundConsentBytes).
 //
+// # Hand-over
+//
+// An account moves home with a HANDOVER block (Wallet.Handover): its
+// authority field names the new home, which must be trusted. The OLD home
+// countersigns it — it is the last block the old home countersigns for the
+// account: its responsibility ends at that seq, anything new is refused
+// (ErrWrongNotary), a retry of the hand-over itself is countersigned again.
+// The old home refuses a hand-over while it holds escrow the account locked
+// that still holds points, pending or disputed receipts included
+// (ErrEscrowsOpen, wire code LEDGER_ESCROWS_OPEN): an escrow belongs to
+// the authority that countersigned its lock, and a hand-over must not
+// leave the account tied to its old home. Wait until the escrows are paid
+// or refunded, then hand over. Points paid to the account by anyone,
+// the old home included, are claimed at the new home as usual.
+//
+// The account then registers its continuation with the NEW home
+// (Notary.Register with the whole chain): it verifies the chain from
+// genesis with its trust set — every countersignature by the home of its
+// time, the hand-over's by the old home — and countersigns from the next
+// seq on. A retried registration changes nothing; an account may move back
+// to a former home, which then stores the blocks after its own hand-over.
+// The chain is the truth about where home is (ChainState.Home): a node
+// reads its home from its stored chain, not from its configuration. The
+// whole chain travels in one request, so a chain over ledger.MaxRequestSize
+// (some ten thousand blocks) cannot move.
+//
 // # Signed bytes
 //
 // Signatures and hashes are computed over a fixed, hand-written layout, not

@@ -48,6 +48,9 @@ var (
 	ErrNotFound          = errors.New("ledger: not found")
 	ErrBadRequest        = errors.New("ledger: bad request")
 	ErrClosed            = errors.New("ledger: store closed")
+	// ErrEscrowsOpen: the old home refuses a hand-over while it holds
+	// escrow the account locked that is not yet released or refunded.
+	ErrEscrowsOpen = errors.New("ledger: hand-over refused while escrows are open")
 )
 
 // BlockError names the block where validation failed.
@@ -81,6 +84,8 @@ func Code(err error) pb.ErrorCode {
 		return pb.ErrorCode_LEDGER_FORK
 	case errors.Is(err, ErrAccountRefused):
 		return pb.ErrorCode_LEDGER_ACCOUNT_REFUSED
+	case errors.Is(err, ErrEscrowsOpen):
+		return pb.ErrorCode_LEDGER_ESCROWS_OPEN
 	case errors.Is(err, ErrStaleHead):
 		return pb.ErrorCode_LEDGER_STALE_HEAD
 	case errors.Is(err, ErrUntrustedNotary), errors.Is(err, ErrUntrustedMint), errors.Is(err, ErrWrongNotary):

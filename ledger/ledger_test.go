@@ -252,7 +252,8 @@ func TestEscrowRules(t *testing.T) {
 func TestTwoAuthorities(t *testing.T) {
 	fa := NewFixture(t, 100) // client and worker at A
 	kb, idB := Key(t)
-	trust := ledger.NewTrustSet(fa.Auth, idB)
+	fa.Trust[idB] = struct{}{} // the fixture's wallets share this set: they trust B too
+	trust := fa.Trust
 	nb := Must(ledger.NewNotary(ledger.NotaryConfig{Key: kb, Trust: trust}))
 	nA := Must(ledger.NewNotary(ledger.NotaryConfig{Key: fa.AuthKey, Trust: trust}))
 	// Rebuild A with the wider trust set from what it produced so far.
@@ -297,7 +298,9 @@ func TestTwoAuthorities(t *testing.T) {
 	// The client moves home from A to B: A countersigns the hand-over, B
 	// takes the chain, then serves it.
 	ho := Must(nA.Countersign(&pb.CountersignRequest{Block: Must(fa.Client.Handover(idB, fa.Now))}, fa.Now))
-	_ = fa.Client.Accept(ho.Blocks[0])
+	if err := fa.Client.Accept(ho.Blocks[0]); err != nil || fa.Client.State().Home != idB {
+		t.Fatalf("hand-over: %v, home %s", err, fa.Client.State().Home)
+	}
 	outs = append(outs, ho)
 	if _, err := nA.Countersign(&pb.CountersignRequest{Block: Must(fa.Client.Transfer(w.ID(), 1, "x", fa.Now))}, fa.Now); !errors.Is(err, ledger.ErrWrongNotary) {
 		t.Fatalf("old home still serves: %v", err)
@@ -306,11 +309,13 @@ func TestTwoAuthorities(t *testing.T) {
 		t.Fatal(err)
 	}
 	ot := Must(nb.Countersign(&pb.CountersignRequest{Block: Must(fa.Client.Transfer(w.ID(), 5, "after", fa.Now))}, fa.Now))
-	_ = fa.Client.Accept(ot.Blocks[0])
+	if err := fa.Client.Accept(ot.Blocks[0]); err != nil {
+		t.Fatalf("B's countersignature after the hand-over: %v", err)
+	}
 	outs = append(outs, ot)
 	fa.Outputs = append(fa.Outputs, outs...)
 	rep := audit(t, fa, allChains(fa))
-	if w.State().Balance != 35 || fa.Client.State().Balance != 65 || rep.InFlight != 5 || !rep.Conserved() {
+	if w.State().Balance != 35 || fa.Client.State().Balance != 60 || rep.InFlight != 5 || !rep.Conserved() {
 		t.Fatalf("worker %d client %d report %+v", w.State().Balance, fa.Client.State().Balance, rep)
 	}
 	// A verifier trusting only A rejects the worker's B-notarised chain.

@@ -356,9 +356,16 @@ func (n *Notary) Register(req *pb.RegisterAccountRequest, from peer.ID, now time
 		return Output{}, fmt.Errorf("%w: chain is not handed over to this authority", ErrWrongNotary)
 	}
 	if old := n.accounts[acct]; old != nil {
-		if old.st.Seq > a.st.Seq || !bytes.Equal(old.digests[old.st.Seq], a.digests[old.st.Seq]) {
+		switch {
+		case old.st.Home == n.id && old.st.Seq >= a.st.Seq && bytes.Equal(old.digests[a.st.Seq], a.digests[a.st.Seq]):
+			return Output{}, nil // arrived before: a retry
+		case old.st.Seq >= a.st.Seq || !bytes.Equal(old.digests[old.st.Seq], a.digests[old.st.Seq]):
 			return Output{}, ErrStaleHead
 		}
+		// Back to a former home: its store holds the chain up to where
+		// it handed the account over.
+		n.accounts[acct] = a
+		return Output{Blocks: chain[old.st.Seq+1:]}, nil
 	}
 	n.accounts[acct] = a
 	return Output{Blocks: chain}, nil
@@ -465,13 +472,16 @@ func (n *Notary) Countersign(req *pb.CountersignRequest, now time.Time) (Output,
 	if a.refused {
 		return Output{}, ErrAccountRefused
 	}
-	if a.st.Home != n.id {
-		return Output{}, fmt.Errorf("%w: account homed at %s", ErrWrongNotary, a.st.Home)
-	}
 	c := Clone(b)
 	c.Notary, c.NotarySig = nil, nil
 	if c.Kind == pb.BlockKind_BLOCK_GENESIS {
 		return Output{}, fmt.Errorf("%w: genesis goes through Register", ErrBadRequest)
+	}
+	// A block at a known seq is a retry or a fork, whoever is home now: a
+	// retried hand-over is countersigned again by the old home, whose
+	// responsibility ended with it; anything new goes to the home.
+	if c.Seq > a.st.Seq && a.st.Home != n.id {
+		return Output{}, fmt.Errorf("%w: account homed at %s", ErrWrongNotary, a.st.Home)
 	}
 	if c.Seq <= a.st.Seq {
 		if err := verifySigs(c); err != nil {
@@ -504,6 +514,9 @@ func (n *Notary) Countersign(req *pb.CountersignRequest, now time.Time) (Output,
 		if !n.trust.Has(peer.ID(c.Authority)) {
 			return Output{}, blockErr(c, fmt.Errorf("%w: new home", ErrUntrustedNotary))
 		}
+		if count, amount := n.openEscrowsLocked(peer.ID(c.Account)); count > 0 {
+			return Output{}, blockErr(c, fmt.Errorf("%w: %d escrows hold %d points (wait until they are paid or refunded)", ErrEscrowsOpen, count, amount))
+		}
 	}
 	if err := Countersign(c, n.key); err != nil {
 		return Output{}, err
@@ -512,6 +525,21 @@ func (n *Notary) Countersign(req *pb.CountersignRequest, now time.Time) (Output,
 		return Output{}, blockErr(c, err)
 	}
 	return Output{Blocks: []*pb.Block{Clone(c)}}, nil
+}
+
+// openEscrowsLocked counts the escrows held here that client locked and
+// that still hold points (remaining, including receipts filed or disputed
+// against them). An account hands over only when this is zero: the escrows
+// stay with the authority that holds them, and a hand-over ends the old
+// home's responsibility for the account.
+func (n *Notary) openEscrowsLocked(client peer.ID) (count int, amount uint64) {
+	for k, e := range n.escrows {
+		if k.Client == client && e.remaining > 0 {
+			count++
+			amount += e.remaining
+		}
+	}
+	return count, amount
 }
 
 func (n *Notary) checkSource(in, src *pb.Block) error {

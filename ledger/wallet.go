@@ -103,9 +103,21 @@ func (w *Wallet) Claim(src *pb.Block, now time.Time) (*pb.CountersignRequest, er
 	return &pb.CountersignRequest{Block: b, Source: src}, nil
 }
 
-// Handover returns a signed HANDOVER to newHome (countersigned by the
-// current home).
+// Handover returns a signed HANDOVER to newHome, for the current home to
+// countersign (doc.go, "Hand-over"). newHome must be trusted and not the
+// current home (ErrUntrustedNotary, ErrBadRequest); an authority's own
+// chain is never handed over (ErrBadKind).
 func (w *Wallet) Handover(newHome peer.ID, now time.Time) (*pb.Block, error) {
+	switch {
+	case w.st.Empty():
+		return nil, fmt.Errorf("%w: no account to hand over", ErrUnknownAccount)
+	case w.st.SelfHomed():
+		return nil, fmt.Errorf("%w: an authority cannot hand over its own chain", ErrBadKind)
+	case newHome == w.st.Home:
+		return nil, fmt.Errorf("%w: %s is already the home", ErrBadRequest, newHome)
+	case !w.trust.Has(newHome):
+		return nil, fmt.Errorf("%w: new home %s", ErrUntrustedNotary, newHome)
+	}
 	return w.next(&pb.Block{Kind: pb.BlockKind_BLOCK_HANDOVER, Authority: []byte(newHome)}, now)
 }
 

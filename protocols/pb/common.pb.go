@@ -64,6 +64,7 @@ const (
 	ErrorCode_LEDGER_STALE_HEAD         ErrorCode = 63
 	ErrorCode_LEDGER_UNTRUSTED          ErrorCode = 64
 	ErrorCode_LEDGER_ACCOUNT_REFUSED    ErrorCode = 65
+	ErrorCode_LEDGER_ESCROWS_OPEN       ErrorCode = 66 // hand-over refused while the account has escrow open
 )
 
 // Enum value maps for ErrorCode.
@@ -98,6 +99,7 @@ var (
 		63: "LEDGER_STALE_HEAD",
 		64: "LEDGER_UNTRUSTED",
 		65: "LEDGER_ACCOUNT_REFUSED",
+		66: "LEDGER_ESCROWS_OPEN",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_UNSPECIFIED":         0,
@@ -129,6 +131,7 @@ var (
 		"LEDGER_STALE_HEAD":         63,
 		"LEDGER_UNTRUSTED":          64,
 		"LEDGER_ACCOUNT_REFUSED":    65,
+		"LEDGER_ESCROWS_OPEN":       66,
 	}
 )
 
@@ -342,7 +345,7 @@ const file_common_proto_rawDesc = "" +
 	"\x10max_output_bytes\x18\x03 \x01(\x04R\x0emaxOutputBytes\".\n" +
 	"\x04File\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data*\xd9\x04\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data*\xf2\x04\n" +
 	"\tErrorCode\x12\x15\n" +
 	"\x11ERROR_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vBAD_REQUEST\x10\x01\x12\r\n" +
@@ -374,7 +377,8 @@ const file_common_proto_rawDesc = "" +
 	"\vLEDGER_FORK\x10>\x12\x15\n" +
 	"\x11LEDGER_STALE_HEAD\x10?\x12\x14\n" +
 	"\x10LEDGER_UNTRUSTED\x10@\x12\x1a\n" +
-	"\x16LEDGER_ACCOUNT_REFUSED\x10AB)Z'github.com/p2pjobs/p2pnode/protocols/pbb\x06proto3"
+	"\x16LEDGER_ACCOUNT_REFUSED\x10A\x12\x17\n" +
+	"\x13LEDGER_ESCROWS_OPEN\x10BB)Z'github.com/p2pjobs/p2pnode/protocols/pbb\x06proto3"
 
 var (
 	file_common_proto_rawDescOnce sync.Once
