@@ -100,3 +100,21 @@ func TestOversizedResultIsNotClaimed(t *testing.T) {
 		t.Fatalf("%d receipts kept for a result the client never got", pay.receipts)
 	}
 }
+
+// TestAuthoritiesCapped: an authority's settings may name any number of
+// others, and each one named used to start a register loop that runs for
+// the worker's life.
+func TestAuthoritiesCapped(t *testing.T) {
+	s, _ := pair(t, bigExecutor{})
+	added := 0
+	for range 3 * MaxAuthorities {
+		k, _, _ := crypto.GenerateEd25519Key(nil)
+		id, _ := peer.IDFromPrivateKey(k)
+		if s.AddAuthority(peer.AddrInfo{ID: id}) {
+			added++
+		}
+	}
+	if added != MaxAuthorities {
+		t.Fatalf("%d authorities added, want the cap of %d", added, MaxAuthorities)
+	}
+}

@@ -186,11 +186,17 @@ func New(h host.Host, key crypto.PrivKey, executors []exec.Executor, log *events
 	return s, nil
 }
 
-// AddAuthority registers with a (and heartbeats) unless already doing so.
+// MaxAuthorities caps the authorities a worker registers with: each has a
+// register loop for the worker's life, and any authority (or a peer that
+// only claims to be one) can name others in its settings.
+const MaxAuthorities = 64
+
+// AddAuthority registers with a (and heartbeats) unless already doing so,
+// or already registering with MaxAuthorities.
 func (s *Service) AddAuthority(a peer.AddrInfo) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.loops[a.ID] || s.ctx.Err() != nil || a.ID == s.h.ID() {
+	if s.loops[a.ID] || s.ctx.Err() != nil || a.ID == s.h.ID() || len(s.loops) >= MaxAuthorities {
 		return false
 	}
 	s.loops[a.ID] = true
