@@ -25,6 +25,7 @@ type authorityBook struct {
 	mu      sync.Mutex // guards the fields below
 	entries map[peer.ID]*authorityEntry
 	order   []peer.ID
+	learned int // entries not from bootstrap
 	onNew   []func(peer.AddrInfo)
 }
 
@@ -42,8 +43,17 @@ func newAuthorityBook(self peer.ID, bootstrap []peer.AddrInfo) *authorityBook {
 	return b
 }
 
+// maxLearned caps the authorities learned after start: any peer can claim
+// to serve the register protocol, and each one learned is registered with,
+// discovered through and tried as a relay.
+const maxLearned = 64
+
+// maxAddrsPerAuthority caps the addresses merged into one entry.
+const maxAddrsPerAuthority = 32
+
 // add records a (merging addresses into a known entry) and reports whether
-// it is new; subscribers hear of new authorities outside the lock.
+// it is new; subscribers hear of new authorities outside the lock. Past
+// maxLearned learned authorities, new ones are ignored.
 func (b *authorityBook) add(a peer.AddrInfo, source string) bool {
 	if a.ID == "" || a.ID == b.self {
 		return false
@@ -51,12 +61,19 @@ func (b *authorityBook) add(a peer.AddrInfo, source string) bool {
 	b.mu.Lock()
 	if e := b.entries[a.ID]; e != nil {
 		for _, x := range a.Addrs {
-			if !slices.ContainsFunc(e.info.Addrs, x.Equal) {
+			if len(e.info.Addrs) < maxAddrsPerAuthority && !slices.ContainsFunc(e.info.Addrs, x.Equal) {
 				e.info.Addrs = append(e.info.Addrs, x)
 			}
 		}
 		b.mu.Unlock()
 		return false
+	}
+	if source != SourceBootstrap && b.learned >= maxLearned {
+		b.mu.Unlock()
+		return false
+	}
+	if source != SourceBootstrap {
+		b.learned++
 	}
 	b.entries[a.ID] = &authorityEntry{info: peer.AddrInfo{ID: a.ID, Addrs: slices.Clone(a.Addrs)}, source: source, learned: time.Now()}
 	b.order = append(b.order, a.ID)
