@@ -14,6 +14,7 @@ package events
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"io"
 	"sync"
@@ -245,20 +246,48 @@ func (l *Log) Close() error {
 	return err
 }
 
+// MaxLine bounds one event line; Decode skips longer lines without keeping
+// them.
+const MaxLine = 4 << 20
+
 // Decode reads events from r, calling fn for each. Lines that are not valid
-// JSON events are skipped and counted (a log cut by a crash ends mid-line).
+// JSON events, or longer than MaxLine, are skipped and counted (a log cut by
+// a crash ends mid-line); the lines after them are still read.
 func Decode(r io.Reader, fn func(Event) error) (skipped int, err error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		var e Event
-		if json.Unmarshal(sc.Bytes(), &e) != nil || e.Kind == "" {
-			skipped++
+	br := bufio.NewReaderSize(r, 64<<10)
+	var line []byte
+	long := false
+	for {
+		chunk, rerr := br.ReadSlice('\n')
+		if !long && len(line)+len(chunk) > MaxLine+1 { // +1: the newline
+			long, line = true, line[:0]
+		}
+		if !long {
+			line = append(line, chunk...)
+		}
+		if rerr == bufio.ErrBufferFull {
 			continue
 		}
-		if err := fn(e); err != nil {
-			return skipped, err
+		if rerr != nil && rerr != io.EOF {
+			return skipped, rerr
 		}
+		if rerr == io.EOF && len(line) == 0 && !long {
+			return skipped, nil
+		}
+		if long {
+			skipped++
+		} else {
+			l := bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+			var e Event
+			if json.Unmarshal(l, &e) != nil || e.Kind == "" {
+				skipped++
+			} else if err := fn(e); err != nil {
+				return skipped, err
+			}
+		}
+		if rerr == io.EOF {
+			return skipped, nil
+		}
+		line, long = line[:0], false
 	}
-	return skipped, sc.Err()
 }

@@ -47,6 +47,9 @@ type tailFile struct {
 	path    string
 	off     int64
 	partial []byte
+	// skipping: the line being read grew past events.MaxLine; what comes
+	// before its newline is dropped, not kept in partial.
+	skipping bool
 }
 
 // maxRead bounds what one Poll reads from one file, so a huge log is loaded
@@ -129,7 +132,7 @@ func (f *tailFile) read(skipped *int) ([]Record, error) {
 		return nil, err
 	}
 	if fi.Size() < f.off { // truncated or replaced: start over
-		f.off, f.partial = 0, nil
+		f.off, f.partial, f.skipping = 0, nil, false
 	}
 	if fi.Size() == f.off {
 		return nil, nil
@@ -142,13 +145,24 @@ func (f *tailFile) read(skipped *int) ([]Record, error) {
 		return nil, err
 	}
 	f.off += int64(len(buf))
+	if f.skipping {
+		i := bytes.IndexByte(buf, '\n')
+		if i < 0 {
+			return nil, nil
+		}
+		buf = buf[i+1:]
+		f.skipping = false
+		*skipped++
+	}
 	if len(f.partial) > 0 {
 		buf = append(f.partial, buf...)
 		f.partial = nil
 	}
 	end := bytes.LastIndexByte(buf, '\n')
-	if end < len(buf)-1 {
-		f.partial = append([]byte(nil), buf[end+1:]...)
+	if rest := buf[end+1:]; len(rest) > events.MaxLine {
+		f.skipping = true // not an event line: never keep it whole
+	} else if len(rest) > 0 {
+		f.partial = append([]byte(nil), rest...)
 	}
 	if end < 0 {
 		return nil, nil
