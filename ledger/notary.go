@@ -746,7 +746,16 @@ func (n *Notary) Refund(req *pb.RefundRequest, now time.Time) (Output, error) {
 		return Output{}, fmt.Errorf("%w: nothing to refund", ErrBadRequest)
 	}
 	own := n.accounts[n.id]
+	if own == nil {
+		return Output{}, fmt.Errorf("%w: authority chain has no genesis", ErrUnknownAccount)
+	}
 	ref := "refund:" + k.Escrow + ":" + strconv.FormatUint(own.st.Next(), 10)
+	if len(req.WorkerConsent) > 0 {
+		// A consent pays one refund: its reference, unique on the
+		// chain (ErrReplay), names it.
+		h := sha256.Sum256(append(RefundConsentBytes(k.Client, k.Escrow, req.Amount), req.WorkerConsent...))
+		ref = "consent:" + hex.EncodeToString(h[:])
+	}
 	b := &pb.Block{Kind: pb.BlockKind_BLOCK_ESCROW_REFUND, Amount: amount, Counterparty: []byte(k.Client), Reference: ref,
 		Lines: []*pb.EscrowLine{{Client: []byte(k.Client), Escrow: k.Escrow, Amount: amount}}}
 	rb, err := n.ownBlockLocked(b, now)

@@ -74,7 +74,8 @@ func ClientAckBytes(receiptHash []byte) []byte { return append([]byte(AckPrefix)
 func DisputeBytes(receiptHash []byte) []byte { return append([]byte(DisputePrefix), receiptHash...) }
 
 // RefundConsentBytes is what a worker signs to let the client take amount
-// back from an escrow before it expires (e.g. jobs the worker failed).
+// back from an escrow before it expires (e.g. jobs the worker failed). A
+// consent is good for one refund.
 func RefundConsentBytes(client peer.ID, escrow string, amount uint64) []byte {
 	b := appendLP([]byte(RefundPrefix), []byte(client))
 	b = appendLP(b, []byte(escrow))

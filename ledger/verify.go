@@ -34,7 +34,7 @@ func NewTrustSet(ids ...peer.ID) TrustSet {
 func (t TrustSet) Has(id peer.ID) bool { _, ok := t[id]; return ok }
 
 // Refs records the references a chain has used, for replay detection
-// (escrow ids locked, out-blocks claimed, settlements released). Keys are
+// (escrow ids locked, out-blocks claimed, settlements released, refunds). Keys are
 // opaque strings. The store keeps them in its transaction.
 type Refs interface {
 	HasRef(key string) bool
@@ -87,6 +87,8 @@ func refKey(kind pb.BlockKind, ref string) string {
 		return "in:" + ref
 	case pb.BlockKind_BLOCK_ESCROW_RELEASE:
 		return "rel:" + ref
+	case pb.BlockKind_BLOCK_ESCROW_REFUND:
+		return "refund:" + ref
 	}
 	return ""
 }
@@ -286,6 +288,9 @@ func applyKind(n *ChainState, b *pb.Block, self bool, refs Refs) error {
 			}
 			n.Released += b.Amount
 		} else {
+			if used() {
+				return ErrReplay
+			}
 			n.Refunded += b.Amount
 		}
 		return nil
