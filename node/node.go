@@ -307,8 +307,11 @@ func (n *Node) connNotifiee() network.Notifiee {
 			n.Log.Emit(events.Event{Kind: events.Connected, Peer: c.RemotePeer().String(), Conn: ConnKind(c), Dir: dir,
 				Attrs: map[string]any{"addr": c.RemoteMultiaddr().String()}})
 		},
-		DisconnectedF: func(_ network.Network, c network.Conn) {
+		DisconnectedF: func(nw network.Network, c network.Conn) {
 			n.Log.Emit(events.Event{Kind: events.Disconnected, Peer: c.RemotePeer().String(), Conn: ConnKind(c)})
+			if nw.Connectedness(c.RemotePeer()) != network.Connected {
+				n.forgetObserved(c.RemotePeer()) // status.go
+			}
 		},
 	}
 }

@@ -62,7 +62,7 @@ type natState struct {
 	reachability network.Reachability
 	reachable    []ma.Multiaddr
 	unreachable  []ma.Multiaddr
-	observed     map[peer.ID]ma.Multiaddr // our address as each peer last told us (identify)
+	observed     map[peer.ID]ma.Multiaddr // our address as each connected peer last told us (identify)
 }
 
 // watchHost follows the host's events: reachability (AutoNAT v1, or
@@ -119,7 +119,9 @@ func (n *Node) onHostEvent(e any) {
 		n.nat.reachable, n.nat.unreachable = e.Reachable, e.Unreachable
 		n.nat.mu.Unlock()
 	case event.EvtPeerIdentificationCompleted:
-		if e.ObservedAddr != nil && !isCircuit(e.ObservedAddr) { // a relayed peer sees the relay's address
+		// A relayed peer sees the relay's address; a peer already gone
+		// (the event comes late) is not remembered (forgetObserved).
+		if e.ObservedAddr != nil && !isCircuit(e.ObservedAddr) && n.Host.Network().Connectedness(e.Peer) == network.Connected {
 			n.nat.mu.Lock()
 			n.nat.observed[e.Peer] = e.ObservedAddr
 			n.nat.mu.Unlock()
@@ -131,6 +133,13 @@ func (n *Node) onHostEvent(e any) {
 			}
 		}
 	}
+}
+
+// forgetObserved drops what p told us of our address, once p is gone.
+func (n *Node) forgetObserved(p peer.ID) {
+	n.nat.mu.Lock()
+	delete(n.nat.observed, p)
+	n.nat.mu.Unlock()
 }
 
 func isCircuit(a ma.Multiaddr) bool { return strings.Contains(a.String(), "/p2p-circuit") }
