@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -116,5 +117,30 @@ func TestAuthoritiesCapped(t *testing.T) {
 	}
 	if added != MaxAuthorities {
 		t.Fatalf("%d authorities added, want the cap of %d", added, MaxAuthorities)
+	}
+}
+
+// TestOpenBidsCapped: every bid is held for its TTL; a client asking in a
+// loop is told RATE_LIMITED once it holds MaxOpenBids.
+func TestOpenBidsCapped(t *testing.T) {
+	s, ch := pair(t, bigExecutor{})
+	req := &pb.BidRequest{SeriesId: "s", JobCount: 1, Executor: "wasm"}
+	for i := range MaxOpenBids {
+		if _, err := s.MakeBid(ch.ID(), req); err != nil {
+			t.Fatalf("bid %d: %v", i, err)
+		}
+	}
+	if _, err := s.MakeBid(ch.ID(), req); !errors.Is(err, protocols.Code(pb.ErrorCode_RATE_LIMITED)) {
+		t.Fatalf("bid past the cap: %v, want RATE_LIMITED", err)
+	}
+	s.mu.Lock()
+	n := len(s.bids)
+	s.mu.Unlock()
+	if n != MaxOpenBids {
+		t.Fatalf("%d open bids held", n)
+	}
+	// Another client is not affected.
+	if _, err := s.MakeBid(s.h.ID(), req); err != nil {
+		t.Fatalf("another client: %v", err)
 	}
 }

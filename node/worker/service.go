@@ -415,11 +415,20 @@ func (s *Service) bid(client peer.ID, req *pb.BidRequest, v11 bool) (*pb.BidResp
 		return &pb.BidResponse{Decline: protocols.ToPB(err)}, nil, err
 	}
 	s.mu.Lock()
-	s.expireBidsLocked(now)
+	if s.expireBidsLocked(now, client) >= MaxOpenBids {
+		s.mu.Unlock()
+		err := protocols.Errorf(pb.ErrorCode_RATE_LIMITED, "%d open bids for this client; use or let them expire", MaxOpenBids)
+		return &pb.BidResponse{Decline: protocols.ToPB(err)}, nil, err
+	}
 	s.bids[string(id)] = &openBid{client: client, price: offer.Price, maxJobs: offer.MaxJobs, expires: now.Add(s.o.bidTTL)}
 	s.mu.Unlock()
 	return &pb.BidResponse{Bid: sb}, b, nil
 }
+
+// MaxOpenBids caps the unexpired bids a worker holds for one client: each
+// lives bidTTL, and a client asking in a loop would otherwise grow the
+// table (and the scan that expires it, on every bid) without bound.
+const MaxOpenBids = 1024
 
 // MakeBid decides on req for client, which may have asked through the
 // overlay (a solicitation), and returns the signed bid or the typed decline.
@@ -435,12 +444,19 @@ func (s *Service) MakeBid(client peer.ID, req *pb.BidRequest) (*pb.SignedBid, er
 	return resp.Bid, nil
 }
 
-func (s *Service) expireBidsLocked(now time.Time) {
+// expireBidsLocked drops expired bids and counts the open ones made to
+// client.
+func (s *Service) expireBidsLocked(now time.Time, client peer.ID) int {
+	open := 0
 	for k, b := range s.bids {
-		if now.After(b.expires) {
+		switch {
+		case now.After(b.expires):
 			delete(s.bids, k)
+		case b.client == client:
+			open++
 		}
 	}
+	return open
 }
 
 // useAward checks that a job comes under an open bid made to this client
