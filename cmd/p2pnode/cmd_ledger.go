@@ -62,7 +62,7 @@ flight); it exits 1 naming the first bad block.`,
 			if len(args) == 1 {
 				src = args[0]
 			}
-			return runLedgerVerify(src, o.Trust, c.OutOrStdout())
+			return runLedgerVerify(src, o.Trust, g.JSON, c.OutOrStdout())
 		},
 	}
 	verify.Flags().StringSliceVar(&o.Trust, "trust", nil, "authority peer IDs to trust (default: the authorities whose chains are in the set)")
@@ -252,14 +252,18 @@ func storeChains(s ledger.Store) (map[peer.ID][]*pb.Block, error) {
 	return chains, nil
 }
 
-// VerifyResult is what `ledger verify` found.
+// VerifyResult is what `ledger verify` found (printed as is with --json).
 type VerifyResult struct {
-	Chains, Blocks           int
-	Conserved, Complete      bool
-	Minted, Balances, Escrow uint64
-	InFlight                 uint64
-	Elapsed                  time.Duration
-	Trusted                  []peer.ID
+	Chains    int           `json:"chains"`
+	Blocks    int           `json:"blocks"`
+	Conserved bool          `json:"conserved"`
+	Complete  bool          `json:"complete"` // false: conservation not checked (links to chains not in the set)
+	Minted    uint64        `json:"minted"`
+	Balances  uint64        `json:"balances"`
+	Escrow    uint64        `json:"escrow"`
+	InFlight  uint64        `json:"in_flight"`
+	Elapsed   time.Duration `json:"elapsed_ns"`
+	Trusted   []peer.ID     `json:"trusted"`
 }
 
 // verifyChains checks every chain and, when the set is complete, the
@@ -304,7 +308,7 @@ func verifyChains(chains map[peer.ID][]*pb.Block, trustIDs []peer.ID) (VerifyRes
 	return r, nil
 }
 
-func runLedgerVerify(src string, trustStr []string, out io.Writer) error {
+func runLedgerVerify(src string, trustStr []string, asJSON bool, out io.Writer) error {
 	var trust []peer.ID
 	for _, s := range trustStr {
 		id, err := peer.Decode(s)
@@ -323,6 +327,9 @@ func runLedgerVerify(src string, trustStr []string, out io.Writer) error {
 			return fmt.Errorf("ledger verify: %w (no authority's own chain is in the set: name the trusted ones with --trust <peer ID>)", err)
 		}
 		return fmt.Errorf("ledger verify: %w", err)
+	}
+	if asJSON {
+		return json.NewEncoder(out).Encode(r)
 	}
 	if !r.Complete {
 		fmt.Fprintf(out, "ledger verified: %d blocks in %d chains, every signature and link valid; conservation not checked (the set links to chains it does not hold)\n", r.Blocks, r.Chains)
