@@ -12,6 +12,7 @@ import (
 	"github.com/p2pjobs/p2pnode/ledger"
 	"github.com/p2pjobs/p2pnode/ledger/boltstore"
 	"github.com/p2pjobs/p2pnode/node/ledgersvc"
+	"github.com/p2pjobs/p2pnode/protocols/pb"
 )
 
 // WithLedger keeps the node's points ledger in the bbolt file at path
@@ -91,8 +92,34 @@ func (n *Node) openLedger(o *options) error {
 	if err != nil {
 		return err
 	}
+	// The chain says where home is: after a hand-over it overrides
+	// ledger.home, which only picks the home of a new account.
+	if h := acct.Home(); h != home {
+		n.logger.Info("ledger home from the account's chain (handed over)", "home", h, "configured", home)
+		if !slices.ContainsFunc(n.Authorities, func(a peer.AddrInfo) bool { return a.ID == h }) {
+			n.logger.Warn("the account's home is not one of the --bootstrap authorities: add its address", "home", h)
+		}
+	}
 	n.Account = acct
 	return nil
+}
+
+// ErrNoAccount means the node has no ledger account (an authority, or no
+// ledger, or no bootstrap authority).
+var ErrNoAccount = errors.New("node: this node has no ledger account (a worker or client with a ledger has one)")
+
+// LedgerHandover moves the node's account to the authority to, which must
+// be one of its --bootstrap authorities (trusted, and reachable after a
+// restart): see ledgersvc.Account.Handover. The new home is recorded in
+// the chain, so it persists across restarts whatever ledger.home says.
+func (n *Node) LedgerHandover(ctx context.Context, to peer.ID) (*pb.Block, error) {
+	if n.Account == nil {
+		return nil, ErrNoAccount
+	}
+	if !slices.ContainsFunc(n.Authorities, func(a peer.AddrInfo) bool { return a.ID == to }) {
+		return nil, fmt.Errorf("%w: %s is not one of the --bootstrap authorities (the new home must be trusted and reachable)", ledger.ErrUntrustedNotary, to)
+	}
+	return n.Account.Handover(ctx, to)
 }
 
 // readyLedger opens the account at its home; a failure is retried by the

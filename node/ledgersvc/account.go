@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -33,6 +34,11 @@ func (e *InsufficientFundsError) Unwrap() error { return ledger.ErrOverdraft }
 
 // ErrNoHome means the node knows no authority to open its account with.
 var ErrNoHome = errors.New("ledgersvc: no home authority (give --bootstrap)")
+
+// ErrNotArrived means a hand-over was countersigned by the old home but the
+// new home has not taken the account yet: the account registers there
+// before its next operation (and after a restart).
+var ErrNotArrived = errors.New("ledgersvc: the new home has not taken the handed-over account yet")
 
 // AccountOption configures an Account.
 type AccountOption func(*accountOptions)
@@ -92,14 +98,16 @@ type Account struct {
 	id    peer.ID
 	store ledger.Store
 	trust ledger.TrustSet
-	home  peer.ID
 	auths []peer.ID // trusted authorities, scanned for points paid to us
 	o     accountOptions
+	cur   atomic.Value // peer.ID: home, for Home without the chain lock
 
 	mu sync.Mutex // serialises chain writes; guards the fields below
 	// guarded by mu
+	home    peer.ID // the chain's home (its genesis, then its last hand-over)
 	w       *ledger.Wallet
 	unsure  bool            // a request may have been countersigned unheard: resync first
+	arrive  bool            // handed over: make sure the new home took the chain first
 	claimed map[string]bool // out-blocks claimed (hex hash)
 	cursor  map[peer.ID]uint64
 	locks   map[string]*lockInfo // our open escrows by id
@@ -153,6 +161,7 @@ func OpenAccount(h host.Host, key crypto.PrivKey, store ledger.Store, trust ledg
 	for t := range trust {
 		a.auths = append(a.auths, t)
 	}
+	a.cur.Store(home)
 	for _, b := range chain {
 		a.noteLocked(b)
 	}
@@ -182,8 +191,9 @@ func (a *Account) Close() error {
 // ID is the account.
 func (a *Account) ID() peer.ID { return a.id }
 
-// Home is the account's home authority.
-func (a *Account) Home() peer.ID { return a.home }
+// Home is the account's home authority: named in its genesis, moved by
+// its last hand-over (the chain says where home is).
+func (a *Account) Home() peer.ID { return a.cur.Load().(peer.ID) }
 
 // Ready opens the account at its home authority if it is not yet, and
 // catches up with the home's copy of the chain after a restart.
@@ -197,10 +207,82 @@ func (a *Account) readyLocked(ctx context.Context) error {
 	if st := a.w.State(); st.Empty() {
 		return a.registerLocked(ctx)
 	}
+	if a.arrive {
+		if err := a.arriveLocked(ctx); err != nil {
+			return err
+		}
+	}
 	if a.unsure {
-		return a.resyncLocked(ctx)
+		if err := a.resyncLocked(ctx); err != nil {
+			return err
+		}
+		if a.arrive { // the resync caught up with a hand-over
+			return a.arriveLocked(ctx)
+		}
 	}
 	return nil
+}
+
+// arriveLocked makes sure the home the chain was handed over to holds it:
+// if the home does not know the account as its own, it registers the
+// continuation there (the whole chain, which the new home verifies,
+// including the old home's countersigned hand-over). A repeated
+// registration changes nothing at the home.
+func (a *Account) arriveLocked(ctx context.Context) error {
+	resp, err := Call(ctx, a.h, a.home, &pb.LedgerRequest{Req: &pb.LedgerRequest_GetHead{GetHead: &pb.GetHeadRequest{Account: []byte(a.id)}}})
+	switch {
+	case err == nil && peer.ID(resp.GetHead().GetHome()) == a.home:
+	case err == nil && resp.GetHead().GetSeq() > a.w.State().Seq:
+		// The home knows more of the chain than we stored (a reply we
+		// lost): the resync catches up first, hand-over included.
+		a.unsure = true
+		return nil
+	case err == nil, errors.Is(err, protocols.Code(pb.ErrorCode_NOT_FOUND)):
+		req := &pb.LedgerRequest{Req: &pb.LedgerRequest_Register{Register: &pb.RegisterAccountRequest{Chain: a.w.Blocks()}}}
+		if _, err := Call(ctx, a.h, a.home, req); err != nil {
+			return fmt.Errorf("%w: register at %s: %w", ErrNotArrived, a.home, err)
+		}
+		a.o.log.Emit(events.Event{Kind: events.LedgerBlock, Peer: a.home.String(), Proto: string(ID), Attrs: map[string]any{
+			"arrived": true, "home": a.home.String(), "seq": a.w.State().Seq, "balance": a.w.State().Balance}})
+	default:
+		return fmt.Errorf("%w: ask %s: %w", ErrNotArrived, a.home, err)
+	}
+	a.arrive = false
+	return nil
+}
+
+// Handover moves the account's home to the trusted authority to: it signs
+// a HANDOVER naming it, has the current (old) home countersign it — the old
+// home refuses while the account has escrow open (an error matching
+// ledger.ErrEscrowsOpen) and serves the account no more after it — stores
+// it, and registers the chain with the new home, which countersigns from
+// the next block on. It returns the countersigned hand-over. If the new
+// home could not be reached the error matches ErrNotArrived: the hand-over
+// stands and the registration is retried before the next operation.
+func (a *Account) Handover(ctx context.Context, to peer.ID) (*pb.Block, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.readyLocked(ctx); err != nil {
+		return nil, err
+	}
+	b, err := a.w.Handover(to, a.o.now())
+	if err != nil {
+		return nil, fmt.Errorf("ledgersvc: hand-over: %w", err)
+	}
+	from := a.home
+	ho, err := a.countersignLocked(ctx, &pb.CountersignRequest{Block: b})
+	switch {
+	case errors.Is(err, protocols.Code(pb.ErrorCode_LEDGER_ESCROWS_OPEN)):
+		return nil, fmt.Errorf("ledgersvc: hand-over: %w: %w", ledger.ErrEscrowsOpen, err)
+	case errors.Is(err, protocols.Code(pb.ErrorCode_LEDGER_UNTRUSTED)):
+		return nil, fmt.Errorf("ledgersvc: hand-over: %w: %w", ledger.ErrUntrustedNotary, err)
+	case err != nil:
+		return nil, fmt.Errorf("ledgersvc: hand-over at %s: %w", from, err)
+	}
+	if err := a.arriveLocked(ctx); err != nil {
+		return ho, err
+	}
+	return ho, nil
 }
 
 func (a *Account) registerLocked(ctx context.Context) error {
@@ -283,6 +365,10 @@ func (a *Account) noteLocked(b *pb.Block) {
 		a.claimed[b.Reference] = true
 	case pb.BlockKind_BLOCK_ESCROW_LOCK:
 		a.locks[b.Reference] = &lockInfo{authority: peer.ID(b.Notary), amount: b.Amount, expires: time.UnixMilli(b.ExpiresMs)}
+	case pb.BlockKind_BLOCK_HANDOVER:
+		a.home = peer.ID(b.Authority)
+		a.cur.Store(a.home)
+		a.arrive = true
 	}
 }
 
@@ -512,7 +598,7 @@ func (a *Account) refundLoop(ctx context.Context) {
 		got, err := a.RefundExpired(rctx)
 		cancel()
 		if err != nil && ctx.Err() == nil {
-			a.o.log.Emit(events.Event{Kind: events.Error, Peer: a.home.String(), Proto: string(ID), Err: "refund: " + err.Error()})
+			a.o.log.Emit(events.Event{Kind: events.Error, Peer: a.Home().String(), Proto: string(ID), Err: "refund: " + err.Error()})
 		}
 		_ = got
 	}

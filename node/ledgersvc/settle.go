@@ -228,6 +228,12 @@ func (s *settler) homeOf(ctx context.Context, client peer.ID) (peer.ID, error) {
 	if ok {
 		return h, nil
 	}
+	return s.lookupHome(ctx, client)
+}
+
+// lookupHome asks the trusted authorities which of them is the client's
+// home now (a client may have moved home since it was cached).
+func (s *settler) lookupHome(ctx context.Context, client peer.ID) (peer.ID, error) {
 	var errs []error
 	for _, auth := range s.a.auths {
 		resp, err := Call(ctx, s.a.h, auth, &pb.LedgerRequest{Req: &pb.LedgerRequest_GetHead{GetHead: &pb.GetHeadRequest{Account: []byte(client)}}})
@@ -266,6 +272,16 @@ func (s *settler) present(ctx context.Context, client peer.ID, cs []*claimState,
 		s.mu.Unlock()
 		return err
 	}
+	// An escrow unknown to the home we cached may be held by the client's
+	// new home (it moved home since): present those again there.
+	moved := false
+	for _, r := range resp.Rejected {
+		if errors.Is(protocols.FromPB(r), protocols.Code(pb.ErrorCode_NOT_FOUND)) {
+			fresh, ferr := s.lookupHome(ctx, client)
+			moved = ferr == nil && fresh != home
+			break
+		}
+	}
 	s.mu.Lock()
 	for i, c := range cs {
 		h := string(ledger.ReceiptHash(c.sr))
@@ -274,6 +290,8 @@ func (s *settler) present(ctx context.Context, client peer.ID, cs []*claimState,
 			rej = protocols.FromPB(resp.Rejected[i])
 		}
 		switch {
+		case moved && errors.Is(rej, protocols.Code(pb.ErrorCode_NOT_FOUND)):
+			c.retryAt = now
 		case rej == nil && inList(resp.Pending, h):
 			if c.filed.IsZero() {
 				c.filed = now
