@@ -180,6 +180,9 @@ func Merge(self peer.ID, own *pb.SignedBid, ownDecline *pb.SignedDecline, answer
 	decliners := map[peer.ID]bool{}
 	forged := 0
 	addBid := func(sb *pb.SignedBid, trusted bool) {
+		if len(out.Bids) >= MaxProfferBids {
+			return // checked first: verifying costs a signature check
+		}
 		var id peer.ID
 		if trusted {
 			id = self
@@ -190,7 +193,7 @@ func Merge(self peer.ID, own *pb.SignedBid, ownDecline *pb.SignedDecline, answer
 				return
 			}
 		}
-		if bidders[id] || len(out.Bids) >= MaxProfferBids {
+		if bidders[id] {
 			return
 		}
 		bidders[id] = true
