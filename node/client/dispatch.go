@@ -3,6 +3,7 @@ package client
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -96,7 +97,7 @@ func (d *dispatch) run(ctx context.Context) ([]Outcome, error) {
 	slices.Sort(chosen)
 	// The next bids, in the order the strategy would have used them.
 	slices.SortFunc(d.unused, func(a, b peer.ID) int {
-		return int(d.offers[a].Bid.PricePerJob) - int(d.offers[b].Bid.PricePerJob)
+		return cmp.Compare(d.offers[a].Bid.PricePerJob, d.offers[b].Bid.PricePerJob)
 	})
 	if d.s.MaxWorkers > 0 && len(chosen) > d.s.MaxWorkers {
 		chosen = chosen[:d.s.MaxWorkers]
