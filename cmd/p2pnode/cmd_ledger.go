@@ -83,7 +83,48 @@ flight); it exits 1 naming the first bad block.`,
 	mint.Flags().Uint64Var(&o.Amount, "amount", 0, "points")
 	mint.Flags().StringVar(&o.Ref, "reference", "mint", "reference recorded in the block")
 	cmd.AddCommand(mint)
+	handover := &cobra.Command{
+		Use: "handover --to AUTHORITY", Short: "Move this node's account to another home authority", Args: cobra.NoArgs,
+		Long: `handover moves the node's account to the authority --to (a peer ID among the
+node's --bootstrap authorities). The node signs a HANDOVER block naming it;
+the current home countersigns it and serves the account no more; the new
+home verifies the whole chain and countersigns from then on. The chain
+records the new home, so it stays the home across restarts whatever
+ledger.home says (ledger.home only picks the home of a new account).
+
+The current home refuses while the account has escrow open (awards not yet
+paid or refunded): wait for the series to settle, then hand over.
+
+It needs the running node (it talks to both authorities on the node's
+identity and owns its store): a stopped node cannot hand over.`,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return runLedgerHandover(c.Context(), g, o.To, c.OutOrStdout())
+		},
+	}
+	handover.Flags().StringVar(&o.To, "to", "", "the new home authority (peer ID)")
+	cmd.AddCommand(handover)
 	return cmd
+}
+
+// runLedgerHandover asks the running node to move its account's home.
+func runLedgerHandover(ctx context.Context, g *globalOptions, to string, out io.Writer) error {
+	id, err := peer.Decode(to)
+	if err != nil {
+		return usagef("want --to <authority peer ID>")
+	}
+	sock := filepath.Join(g.DataDir, node.SocketFile)
+	if !api.Alive(sock) {
+		return fmt.Errorf("ledger handover: no node runs on %s: start it (the old home must countersign the hand-over over the network, the new home must take the chain)", g.DataDir)
+	}
+	r, err := api.Handover(ctx, sock, api.HandoverRequest{To: id.String()})
+	if err != nil {
+		return fmt.Errorf("ledger handover: %w", err)
+	}
+	if g.JSON {
+		return json.NewEncoder(out).Encode(r)
+	}
+	fmt.Fprintf(out, "handed over at block #%d: home %s (was %s)\n", r.Seq, r.To, r.From)
+	return nil
 }
 
 // openLedgerStore opens <dir>/ledger.db (dir: a data directory) or a
@@ -461,6 +502,10 @@ func (l nodeLedger) Export(context.Context) ([]*pb.Block, error) {
 		blocks = append(blocks, chains[id]...)
 	}
 	return blocks, nil
+}
+
+func (l nodeLedger) Handover(ctx context.Context, to peer.ID) (*pb.Block, error) {
+	return l.n.LedgerHandover(ctx, to)
 }
 
 func (l nodeLedger) Mint(ctx context.Context, to peer.ID, amount uint64, ref string) (*pb.Block, error) {

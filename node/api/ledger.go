@@ -28,6 +28,10 @@ type Ledger interface {
 	// Mint creates points on an authority's own chain for to; it returns
 	// the TRANSFER_OUT the receiver claims.
 	Mint(ctx context.Context, to peer.ID, amount uint64, ref string) (*pb.Block, error)
+	// Handover moves the node's account to the authority to (the old home
+	// countersigns, the new one takes the chain); it returns the
+	// countersigned HANDOVER block.
+	Handover(ctx context.Context, to peer.ID) (*pb.Block, error)
 }
 
 // BalanceInfo is GET /v1/ledger/balance.
@@ -50,6 +54,18 @@ type MintRequest struct {
 type MintReply struct {
 	Seq       uint64 `json:"seq"`
 	Authority string `json:"authority"`
+}
+
+// HandoverRequest is POST /v1/ledger/handover.
+type HandoverRequest struct {
+	To string `json:"to"` // the new home authority's peer ID
+}
+
+// HandoverReply names the hand-over block and the homes.
+type HandoverReply struct {
+	Seq  uint64 `json:"seq"`
+	From string `json:"from"` // the old home, which countersigned it
+	To   string `json:"to"`
 }
 
 // ErrNoLedger is the API's answer when the node keeps no ledger.
@@ -121,6 +137,33 @@ func ledgerRoutes(mux *http.ServeMux, b Backend) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(MintReply{Seq: b.Seq, Authority: peer.ID(b.Account).String()})
 	})
+	mux.HandleFunc("POST /v1/ledger/handover", func(w http.ResponseWriter, r *http.Request) {
+		var req HandoverRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
+			http.Error(w, "want JSON {\"to\": \"<authority peer ID>\"}", http.StatusBadRequest)
+			return
+		}
+		to, err := peer.Decode(req.To)
+		if err != nil {
+			http.Error(w, "want an authority's peer ID in to", http.StatusBadRequest)
+			return
+		}
+		l := get(w)
+		if l == nil {
+			return
+		}
+		b, err := l.Handover(r.Context(), to)
+		if err != nil && b == nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		if err != nil { // signed and stored, the new home not reached yet
+			http.Error(w, fmt.Sprintf("hand-over #%d countersigned by %s; %v", b.Seq, peer.ID(b.Notary), err), http.StatusAccepted)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(HandoverReply{Seq: b.Seq, From: peer.ID(b.Notary).String(), To: peer.ID(b.Authority).String()})
+	})
 }
 
 // call does one request to the node at path; a non-200 reply is an error
@@ -172,6 +215,17 @@ func getBlocks(ctx context.Context, path, url string) ([]*pb.Block, error) {
 	}
 	defer resp.Body.Close()
 	return ledger.Import(resp.Body)
+}
+
+// Handover asks the node at path to move its account's home.
+func Handover(ctx context.Context, path string, req HandoverRequest) (HandoverReply, error) {
+	var hr HandoverReply
+	resp, err := call(ctx, path, http.MethodPost, "/v1/ledger/handover", req)
+	if err != nil {
+		return hr, err
+	}
+	defer resp.Body.Close()
+	return hr, json.NewDecoder(resp.Body).Decode(&hr)
 }
 
 // Mint asks the authority at path to mint.
