@@ -22,4 +22,14 @@
 // rest of expired ones is asked back on a schedule (WithRefundEvery). A
 // worker's unpaid receipts are saved in its store once per settlement
 // round (ledger.UnpaidStore), so a restart does not forget what it is owed.
+//
+// Hand-over (Account.Handover; the rules are in package ledger, doc.go):
+// the old home countersigns the HANDOVER — or refuses with
+// LEDGER_ESCROWS_OPEN while the account has escrow open — and the account
+// stores it, then registers its chain with the new home. Until the new
+// home confirms it knows the account (GetHead naming itself as home) the
+// account registers there again before anything else, after a restart too:
+// its home is read from its chain. A worker that presents receipts to a
+// client's former home and hears "unknown escrow" asks the authorities
+// again which one is the client's home now.
 package ledgersvc
