@@ -198,9 +198,9 @@
           nd.led.push(i);
           e.bal = balanceAfter(e, prevBal);
           const cp = (e.cp || 0) - 1;
-          // The home authority: named by a resync, else whoever granted
-          // the account its first points.
-          if (e.a && e.a.resync && p >= 0) nd.home = p;
+          // The home authority: named by a resync or a hand-over's arrival,
+          // else whoever granted the account its first points.
+          if (e.a && (e.a.resync || e.a.arrived) && p >= 0) nd.home = p;
           if (nd.home < 0 && cp >= 0 && roleOf(D.nodes[cp]) === "authority" && ledgerKind(e) === "transfer_in") nd.home = cp;
           if (cp >= 0 && cp !== n) {
             seen(cp, i);
