@@ -119,6 +119,21 @@ func p2pnode(t *testing.T, args ...string) (string, int) {
 	}
 }
 
+// submitWhenRegistered runs a submit command, again while it finds no
+// workers: they register within a heartbeat of starting, and a submit
+// before that rightly finds none.
+func submitWhenRegistered(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, code := p2pnode(t, args...)
+		if code == 0 || time.Now().After(deadline) || !strings.Contains(out, "no workers found") {
+			return out, code
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 func writeSpec(t *testing.T, dir, body string) string {
 	t.Helper()
 	p := filepath.Join(dir, "sweep.yaml")
@@ -153,17 +168,7 @@ outputs: [result.json]
 resources: {memory: 64MiB, timeout: 30s}
 `)
 	data := filepath.Join(dir, "client")
-	var out string
-	var code int
-	// Workers register within a heartbeat; a submit before that finds none.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		out, code = p2pnode(t, "submit", spec, "--bootstrap", addr, "--data-dir", data)
-		if code == 0 || time.Now().After(deadline) || !strings.Contains(out, "no workers found") {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	out, code := submitWhenRegistered(t, "submit", spec, "--bootstrap", addr, "--data-dir", data)
 	if code != 0 {
 		t.Fatalf("submit exit %d:\n%s", code, out)
 	}
@@ -289,15 +294,7 @@ module: builtin:trivial
 params:
   n: {from: 1, to: 6}
 `)
-	var out string
-	var code int
-	for {
-		out, code = p2pnode(t, "submit", spec, "--data-dir", data)
-		if code == 0 || time.Now().After(deadline) || !strings.Contains(out, "no workers found") {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	out, code := submitWhenRegistered(t, "submit", spec, "--data-dir", data)
 	if code != 0 || !strings.Contains(out, "handing the series to the node running") || !strings.Contains(out, "6 jobs: 6 done") {
 		t.Fatalf("submit to a running node: exit %d\n%s", code, out)
 	}
@@ -324,16 +321,7 @@ params:
 outputs: [result.json]
 `)
 	data := filepath.Join(dir, "client")
-	var out string
-	var code int
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		out, code = p2pnode(t, "submit", spec, "--bootstrap", addr, "--data-dir", data)
-		if code == 0 || time.Now().After(deadline) || !strings.Contains(out, "no workers found") {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	out, code := submitWhenRegistered(t, "submit", spec, "--bootstrap", addr, "--data-dir", data)
 	if code != 0 {
 		t.Fatalf("first run: exit %d\n%s", code, out)
 	}
