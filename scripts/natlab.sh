@@ -64,7 +64,11 @@ teardown() {
 		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
 		kill -KILL "$p" 2>/dev/null
 	done
-	for ns in "${NSS[@]}"; do ip netns del "$ns" 2>/dev/null; done
+	for ns in "${NSS[@]}"; do
+		# Whatever still runs in a lab namespace goes with it.
+		ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
+		ip netns del "$ns" 2>/dev/null
+	done
 	if [[ $rc != 0 ]]; then
 		echo "natlab: logs in $WORK (last lines follow)" >&2
 		for f in "$WORK"/*/node.log; do
@@ -170,7 +174,10 @@ export P2PNODE_PUBLIC_CIDRS=$WAN.0/24
 start() {
 	local n=$1 role=$2; shift 2
 	mkdir -p "$WORK/$n"
-	nsx "$n" env P2PNODE_DATA="$WORK/$n" "$BIN" --data-dir "$WORK/$n" --role "$role" \
+	# ip netns exec execs the node in place, so $! is the node itself (a
+	# shell function here would put a subshell in between, and killing
+	# that would orphan the node).
+	ip netns exec "$(ns "$n")" env P2PNODE_DATA="$WORK/$n" "$BIN" --data-dir "$WORK/$n" --role "$role" \
 		--ready-file "$WORK/$n/ready.json" "$@" >"$WORK/$n/node.log" 2>&1 &
 	PIDS+=($!)
 	eval "START_$n=$(now_ms)"
@@ -237,6 +244,8 @@ wait_for "w1 registered with a relay address" 20 registered_relayed w1
 REG_W1=$(now_ms)
 wait_for "w3 registered with a relay address" 20 registered_relayed w3
 log "workers registered through their NATs, relay addresses reserved"
+# The event logs are flushed every 200 ms: the line may trail the status.
+wait_for "w1's registered event" 5 ev_ms w1 '"kind":"registered"'
 R1=$(($(ev_ms w1 '"kind":"registered"') - START_w1))
 RELAY1=$((REG_W1 - START_w1))
 

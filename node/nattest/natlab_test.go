@@ -62,6 +62,10 @@ func TestNATLab(t *testing.T) {
 	// On timeout, SIGTERM lets the script's trap tear the lab down.
 	lab.Cancel = func() error { return lab.Process.Signal(syscall.SIGTERM) }
 	lab.WaitDelay = 15 * time.Second
+	// If this test binary dies instead (go test's own timeout kills it),
+	// the kernel sends the script SIGTERM, so its trap still tears the
+	// namespaces and the nodes down rather than leaving them orphaned.
+	lab.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	var out bytes.Buffer
 	lab.Stdout, lab.Stderr = &out, &out
 	start := time.Now()
