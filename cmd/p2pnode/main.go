@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/p2pjobs/p2pnode/node"
 )
 
 // Exit codes, documented in --help.
@@ -54,6 +56,7 @@ func newRootCmd() *cobra.Command {
 	for _, f := range subcommands {
 		root.AddCommand(f(g))
 	}
+	root.Version = node.Version
 	root.SilenceUsage = true
 	root.SilenceErrors = true
 	return root
