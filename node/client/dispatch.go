@@ -45,8 +45,6 @@ type dispatch struct {
 	budget   map[peer.ID]int    // jobs each worker's escrow covers (pay.go); nil: unpaid
 	spent    map[peer.ID]int    // jobs handed to each worker, less those that failed
 	held     map[peer.ID]int    // jobs handed to each worker and not answered yet (reputation)
-
-	outMu sync.Mutex // serialises onOutcome calls
 }
 
 func newDispatch(c *Client, s *Series, hash [32]byte, offers []Offer, onOutcome func(Outcome)) *dispatch {
@@ -71,9 +69,13 @@ func (d *dispatch) name(id peer.ID) string {
 	return n
 }
 
-func (d *dispatch) bids() []schedule.Bid {
+// bids are the schedule's view of the offers; skip leaves some out.
+func (d *dispatch) bids(skip map[peer.ID]bool) []schedule.Bid {
 	bids := make([]schedule.Bid, 0, len(d.offers))
 	for id, o := range d.offers {
+		if skip[id] {
+			continue
+		}
 		bids = append(bids, schedule.Bid{Worker: id.String(), PricePerJob: o.Bid.PricePerJob, MaxJobs: int(o.Bid.MaxJobs),
 			Slots: int(max(1, o.Bid.Slots)), EstStart: time.UnixMilli(o.Bid.EstStartUnixMs), EstJob: time.Duration(o.Bid.EstJobMs) * time.Millisecond,
 			Reputation: d.c.o.rep.Score(id)})
@@ -81,8 +83,31 @@ func (d *dispatch) bids() []schedule.Bid {
 	return bids
 }
 
+// allocate spreads the jobs over the bids by the series' strategy. With a
+// cap on workers, it keeps the capped number of workers the strategy gave
+// most jobs and spreads again over those alone: every job the scheduler
+// holds is then allocated to a worker that will be started.
+func (d *dispatch) allocate() (map[string]int, error) {
+	alloc, err := schedule.Allocate(d.bids(nil), len(d.s.Jobs), d.s.MaxPrice, d.s.Strategy)
+	if err != nil || d.s.MaxWorkers <= 0 || len(alloc) <= d.s.MaxWorkers {
+		return alloc, err
+	}
+	ids := make([]peer.ID, 0, len(d.offers))
+	for id := range d.offers {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b peer.ID) int {
+		return cmp.Or(cmp.Compare(alloc[b.String()], alloc[a.String()]), cmp.Compare(a, b))
+	})
+	skip := map[peer.ID]bool{}
+	for _, id := range ids[d.s.MaxWorkers:] {
+		skip[id] = true
+	}
+	return schedule.Allocate(d.bids(skip), len(d.s.Jobs), d.s.MaxPrice, d.s.Strategy)
+}
+
 func (d *dispatch) run(ctx context.Context) ([]Outcome, error) {
-	alloc, err := schedule.Allocate(d.bids(), len(d.s.Jobs), d.s.MaxPrice, d.s.Strategy)
+	alloc, err := d.allocate()
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
@@ -95,13 +120,10 @@ func (d *dispatch) run(ctx context.Context) ([]Outcome, error) {
 		}
 	}
 	slices.Sort(chosen)
-	// The next bids, in the order the strategy would have used them.
+	// The next bids when a worker fails: cheapest first.
 	slices.SortFunc(d.unused, func(a, b peer.ID) int {
 		return cmp.Compare(d.offers[a].Bid.PricePerJob, d.offers[b].Bid.PricePerJob)
 	})
-	if d.s.MaxWorkers > 0 && len(chosen) > d.s.MaxWorkers {
-		chosen = chosen[:d.s.MaxWorkers]
-	}
 	if err := d.reserve(ctx, chosen, alloc); err != nil {
 		return nil, err // nothing dispatched
 	}
