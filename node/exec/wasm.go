@@ -36,14 +36,13 @@ var errJobTimeout = protocols.Errorf(pb.ErrorCode_JOB_TIMEOUT, "exec: wall-clock
 type WasmOption func(*wasmConfig)
 
 type wasmConfig struct {
-	cacheDir       string
-	memory         uint64
-	timeout        time.Duration
-	maxOutput      uint64
-	maxModules     int
-	realClocks     bool
-	scratch        string
-	compilationCch wazero.CompilationCache
+	cacheDir   string
+	memory     uint64
+	timeout    time.Duration
+	maxOutput  uint64
+	maxModules int
+	realClocks bool
+	scratch    string
 }
 
 // WithCacheDir keeps wazero's compilation cache on disk in dir, so a

@@ -36,9 +36,8 @@ func TestDHTFallback(t *testing.T) {
 	auth := nodetest.Start(t, []string{node.RoleAuthority}, nil)
 	a := []string{nodetest.Addr(auth)}
 	early := nodetest.Start(t, []string{node.RoleClient}, a) // before any worker: its bootstrap finds none
-	var ws []*node.Node
 	for range workers {
-		ws = append(ws, nodetest.Start(t, []string{node.RoleWorker}, a))
+		nodetest.Start(t, []string{node.RoleWorker}, a)
 	}
 	nodetest.WaitFor(t, 10*time.Second, "registrations", func() bool { return auth.Authority.Workers() == workers })
 	late := nodetest.Start(t, []string{node.RoleClient}, a)
