@@ -171,7 +171,8 @@ func TestServiceSettleAfterDisputeWindow(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	for time.Now().Before(time.Now().Add(time.Second)) && cl.State().Balance != 80 {
+	refundBy := time.Now().Add(5 * time.Second)
+	for time.Now().Before(refundBy) && cl.State().Balance != 80 {
 		if got, err := cl.RefundExpired(ctx); err != nil {
 			t.Fatal(err)
 		} else if got > 0 {

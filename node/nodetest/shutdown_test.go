@@ -21,7 +21,17 @@ func TestWorkerCloseWithIdleJobStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = s.SetDeadline(time.Now().Add(time.Minute))
-	time.Sleep(200 * time.Millisecond) // let the handler block in its read
+	// The worker's side of the stream exists once its handler runs.
+	nodetest.WaitFor(t, 5*time.Second, "the worker's job handler", func() bool {
+		for _, c := range w.Host.Network().ConnsToPeer(cl.Host.ID()) {
+			for _, st := range c.GetStreams() {
+				if st.Protocol() == protocols.Job {
+					return true
+				}
+			}
+		}
+		return false
+	})
 	done := make(chan error, 1)
 	go func() { done <- w.Worker.Close() }()
 	select {
