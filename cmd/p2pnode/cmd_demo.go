@@ -14,9 +14,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/p2pjobs/p2pnode/node"
-	"github.com/p2pjobs/p2pnode/node/api"
 	"github.com/p2pjobs/p2pnode/node/client"
 	wasmexec "github.com/p2pjobs/p2pnode/node/exec"
+	"github.com/p2pjobs/p2pnode/node/runner"
 	"github.com/p2pjobs/p2pnode/node/viz"
 	"github.com/p2pjobs/p2pnode/scripts/wasm"
 )
@@ -251,7 +251,7 @@ results: %s
 		return err
 	}
 	view := newSeriesView(out, g.JSON)
-	_, runErr := api.RunSpec(ctx, n.Client, api.SubmitRequest{SpecPath: specPath}, builtins(), view.handle)
+	_, runErr := runner.RunSpec(ctx, n.Client, runner.SubmitRequest{SpecPath: specPath}, builtins(), view.handle)
 	failed := view.summary()
 	if runErr != nil {
 		return runErr

@@ -11,6 +11,7 @@ import (
 	"github.com/p2pjobs/p2pnode/node"
 	"github.com/p2pjobs/p2pnode/node/api"
 	"github.com/p2pjobs/p2pnode/node/client"
+	"github.com/p2pjobs/p2pnode/node/runner"
 	"github.com/p2pjobs/p2pnode/node/series"
 )
 
@@ -64,7 +65,7 @@ func runSubmit(ctx context.Context, g *globalOptions, o *submitOptions, cmd *cob
 	if err != nil {
 		return usageError{err}
 	}
-	if _, err := client.FromSpec(spec, builtins()); err != nil {
+	if _, err := runner.FromSpec(spec, builtins()); err != nil {
 		return usageError{err}
 	}
 	if o.discovery != "" {
@@ -83,7 +84,7 @@ func runSubmit(ctx context.Context, g *globalOptions, o *submitOptions, cmd *cob
 			}
 		}
 		var remoteErr error // the node's own report of why the series failed
-		runErr = api.Submit(ctx, sock, api.SubmitRequest{SpecPath: abs, Resume: o.resume}, func(m api.Message) {
+		runErr = api.Submit(ctx, sock, runner.SubmitRequest{SpecPath: abs, Resume: o.resume}, func(m runner.Message) {
 			view.handle(m)
 			if m.Kind == "error" {
 				remoteErr = errors.New(m.Error)
@@ -105,12 +106,12 @@ func runSubmit(ctx context.Context, g *globalOptions, o *submitOptions, cmd *cob
 		if len(n.Authorities) == 0 {
 			return usagef("no authority to find workers through: give --bootstrap /ip4/.../p2p/<peer ID> or set bootstrap in %s", filepath.Join(g.DataDir, node.ConfigFile))
 		}
-		_, runErr = api.RunSpec(ctx, n.Client, api.SubmitRequest{SpecPath: abs, Resume: o.resume}, builtins(), view.handle)
+		_, runErr = runner.RunSpec(ctx, n.Client, runner.SubmitRequest{SpecPath: abs, Resume: o.resume}, builtins(), view.handle)
 	}
 	var nb *client.NoBidsError
 	if errors.As(runErr, &nb) {
 		if !g.JSON && view.bids == nil {
-			view.bids = api.BidsOf(nb.Candidates, nil, nb.Declines)
+			view.bids = runner.BidsOf(nb.Candidates, nil, nb.Declines)
 			view.printDeclines()
 		}
 		return exitError{exitFailure, fmt.Errorf("%w; see the declines above for why", runErr)}

@@ -23,6 +23,7 @@ import (
 	"github.com/p2pjobs/p2pnode/node"
 	"github.com/p2pjobs/p2pnode/node/api"
 	"github.com/p2pjobs/p2pnode/node/ledgersvc"
+	"github.com/p2pjobs/p2pnode/node/runner"
 	"github.com/p2pjobs/p2pnode/protocols/pb"
 )
 
@@ -302,7 +303,7 @@ func TestLedgerCrashSafety(t *testing.T) {
 				return
 			}
 			done := false
-			_ = api.Submit(ctx, cl.sock(), api.SubmitRequest{SpecPath: spec}, func(m api.Message) {
+			_ = api.Submit(ctx, cl.sock(), runner.SubmitRequest{SpecPath: spec}, func(m runner.Message) {
 				if m.Kind == "done" {
 					done = m.Done.Failed == 0
 				}

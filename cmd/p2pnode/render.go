@@ -12,8 +12,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
-	"github.com/p2pjobs/p2pnode/node/api"
-	"github.com/p2pjobs/p2pnode/node/client"
+	"github.com/p2pjobs/p2pnode/node/runner"
 )
 
 // seriesView renders a series' message stream for a person (tables, a
@@ -22,9 +21,9 @@ type seriesView struct {
 	out     io.Writer
 	json    bool
 	bar     *progressbar.ProgressBar
-	lines   []client.SummaryLine
-	bids    *api.Bids
-	done    *api.Done
+	lines   []runner.SummaryLine
+	bids    *runner.Bids
+	done    *runner.Done
 	results string
 	names   map[string]string // peer ID -> short label
 }
@@ -44,7 +43,7 @@ func (v *seriesView) short(id string) string {
 	return id
 }
 
-func (v *seriesView) handle(m api.Message) {
+func (v *seriesView) handle(m runner.Message) {
 	if v.json {
 		_ = json.NewEncoder(v.out).Encode(m)
 	}

@@ -1,8 +1,6 @@
 // Package api is a running node's local control API: HTTP over a unix
 // socket in the data directory (owner-only), used by `p2pnode submit` and
 // `p2pnode status` so that one process owns the identity and the ledger.
-// RunSpec is the one code path that runs a series file, whether the series
-// came over this API or runs in the submit command's own node.
 package api
 
 import (
@@ -10,157 +8,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"time"
 
 	"github.com/p2pjobs/p2pnode/node/client"
-	"github.com/p2pjobs/p2pnode/node/series"
-	"github.com/p2pjobs/p2pnode/protocols"
+	"github.com/p2pjobs/p2pnode/node/runner"
 )
-
-// SubmitRequest asks the node to run a series file.
-type SubmitRequest struct {
-	SpecPath string `json:"spec_path"` // absolute
-	// Resume skips the jobs the series' journal (results/<series>/
-	// summary.jsonl) records as done with their outputs on disk.
-	Resume bool `json:"resume,omitempty"`
-}
-
-// Message is one line of a submission's stream.
-type Message struct {
-	Kind    string              `json:"kind"` // start | bids | outcome | done | error
-	Start   *Start              `json:"start,omitempty"`
-	Bids    *Bids               `json:"bids,omitempty"`
-	Outcome *client.SummaryLine `json:"outcome,omitempty"`
-	Done    *Done               `json:"done,omitempty"`
-	Error   string              `json:"error,omitempty"`
-}
-
-// Start announces a series.
-type Start struct {
-	Series  string `json:"series"`
-	Jobs    int    `json:"jobs"`              // jobs to run now
-	Skipped int    `json:"skipped,omitempty"` // done before (--resume)
-	Results string `json:"results"`
-}
-
-// Bids lists the bids and declines a series got.
-type Bids struct {
-	Candidates int           `json:"candidates"`
-	Offers     []OfferLine   `json:"offers"`
-	Declines   []DeclineLine `json:"declines,omitempty"`
-}
-
-// OfferLine is one accepted bid.
-type OfferLine struct {
-	Worker   string  `json:"worker"`
-	Price    uint64  `json:"price"`
-	MaxJobs  uint32  `json:"max_jobs"`
-	EstMs    uint32  `json:"est_ms"`
-	Capacity float64 `json:"capacity"`
-	Route    string  `json:"route"`
-	Proto    string  `json:"proto"`
-}
-
-// DeclineLine is one worker's refusal.
-type DeclineLine struct {
-	Worker string `json:"worker"`
-	Reason string `json:"reason"` // the error code's name, e.g. "queue full"
-	Detail string `json:"detail"`
-}
-
-// Done closes a stream.
-type Done struct {
-	Jobs    int     `json:"jobs"`
-	Failed  int     `json:"failed"`
-	Seconds float64 `json:"seconds"`
-	Results string  `json:"results"`
-}
-
-// RunSpec loads the series file, runs it on c, writes results and emits
-// messages as it goes. Builtins are the modules named "builtin:<name>".
-func RunSpec(ctx context.Context, c *client.Client, req SubmitRequest, builtins map[string][]byte, emit func(Message)) (*client.Report, error) {
-	spec, err := series.Load(req.SpecPath)
-	if err != nil {
-		return nil, err
-	}
-	s, err := client.FromSpec(spec, builtins)
-	if err != nil {
-		return nil, err
-	}
-	dir := filepath.Join(spec.Path(spec.Results), spec.Name)
-	skipped := 0
-	open := client.NewResultWriter
-	if req.Resume {
-		done, err := client.Journal(dir, spec.Outputs)
-		if err != nil {
-			return nil, err
-		}
-		kept := s.Jobs[:0]
-		for _, j := range s.Jobs {
-			if !done[j.ID] {
-				kept = append(kept, j)
-			}
-		}
-		skipped, s.Jobs, open = len(s.Jobs)-len(kept), kept, client.ResumeResultWriter
-	}
-	emit(Message{Kind: "start", Start: &Start{Series: s.ID, Jobs: len(s.Jobs), Skipped: skipped, Results: dir}})
-	if len(s.Jobs) == 0 {
-		emit(Message{Kind: "done", Done: &Done{Results: dir}})
-		return &client.Report{SeriesID: s.ID}, nil
-	}
-	rw, err := open(dir)
-	if err != nil {
-		return nil, err
-	}
-	var werr error
-	rep, err := c.Run(ctx, s, client.Hooks{
-		OnBids: func(cands []client.Candidate, offers []client.Offer, declines []client.Decline) {
-			emit(Message{Kind: "bids", Bids: BidsOf(len(cands), offers, declines)})
-		},
-		OnOutcome: func(o client.Outcome) {
-			werr = errors.Join(werr, rw.Write(o))
-			l := client.Line(o)
-			emit(Message{Kind: "outcome", Outcome: &l})
-		},
-	})
-	werr = errors.Join(werr, rw.Close())
-	if err != nil {
-		return rep, err
-	}
-	if werr != nil {
-		return rep, fmt.Errorf("api: writing results: %w", werr)
-	}
-	emit(Message{Kind: "done", Done: &Done{Jobs: len(s.Jobs), Failed: rep.Failed(), Seconds: rep.Elapsed.Seconds(), Results: dir}})
-	return rep, nil
-}
-
-// BidsOf summarises bids for display.
-func BidsOf(cands int, offers []client.Offer, declines []client.Decline) *Bids {
-	b := &Bids{Candidates: cands}
-	for _, o := range offers {
-		b.Offers = append(b.Offers, OfferLine{Worker: o.Worker.String(), Price: o.Bid.PricePerJob, MaxJobs: o.Bid.MaxJobs,
-			EstMs: o.Bid.EstJobMs, Capacity: o.Bid.Capacity, Route: o.Route, Proto: string(o.Proto)})
-	}
-	for _, d := range declines {
-		reason := "unreachable"
-		var re *protocols.RemoteError
-		if errors.As(d.Err, &re) {
-			reason = protocols.CodeName(re.Code)
-		}
-		b.Declines = append(b.Declines, DeclineLine{Worker: d.Worker.String(), Reason: reason, Detail: d.Err.Error()})
-	}
-	sort.Slice(b.Offers, func(i, j int) bool { return b.Offers[i].Worker < b.Offers[j].Worker })
-	sort.Slice(b.Declines, func(i, j int) bool { return b.Declines[i].Worker < b.Declines[j].Worker })
-	return b
-}
 
 // Backend is what the server needs from the node.
 type Backend interface {
@@ -209,7 +67,7 @@ func Listen(path string, b Backend) (*Server, error) {
 }
 
 func serveSeries(w http.ResponseWriter, r *http.Request, b Backend) {
-	var req SubmitRequest
+	var req runner.SubmitRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil || !filepath.IsAbs(req.SpecPath) {
 		http.Error(w, "want JSON {\"spec_path\": \"/absolute/path.yaml\"}", http.StatusBadRequest)
 		return
@@ -222,15 +80,15 @@ func serveSeries(w http.ResponseWriter, r *http.Request, b Backend) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	enc := json.NewEncoder(w)
 	fl, _ := w.(http.Flusher)
-	emit := func(m Message) {
+	emit := func(m runner.Message) {
 		_ = enc.Encode(m)
 		if fl != nil {
 			fl.Flush()
 		}
 	}
 	// The series stops when the submitter goes away (Ctrl-C on submit).
-	if _, err := RunSpec(r.Context(), c, req, b.Builtins(), emit); err != nil {
-		emit(Message{Kind: "error", Error: err.Error()})
+	if _, err := runner.RunSpec(r.Context(), c, req, b.Builtins(), emit); err != nil {
+		emit(runner.Message{Kind: "error", Error: err.Error()})
 	}
 }
 
@@ -275,7 +133,7 @@ func GetStatus(ctx context.Context, path string, v any) error {
 }
 
 // Submit hands a series to the node at path and calls fn for each message.
-func Submit(ctx context.Context, path string, sr SubmitRequest, fn func(Message)) error {
+func Submit(ctx context.Context, path string, sr runner.SubmitRequest, fn func(runner.Message)) error {
 	body, _ := json.Marshal(sr)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://node/v1/series", bytes.NewReader(body))
 	resp, err := httpClient(path).Do(req)
@@ -290,7 +148,7 @@ func Submit(ctx context.Context, path string, sr SubmitRequest, fn func(Message)
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	for sc.Scan() {
-		var m Message
+		var m runner.Message
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
 			return fmt.Errorf("api: bad message from node: %w", err)
 		}

@@ -1,4 +1,4 @@
-package client
+package runner
 
 import (
 	"bufio"
@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/p2pjobs/p2pnode/node/client"
 )
 
 // ResultWriter writes each job's outputs to <dir>/<job>/ (stdout, stderr,
@@ -47,7 +49,7 @@ func ResumeResultWriter(dir string) (*ResultWriter, error) { return openResultWr
 
 func openResultWriter(dir string, resume bool) (*ResultWriter, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("client: results: %w", err)
+		return nil, fmt.Errorf("runner: results: %w", err)
 	}
 	flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
 	if resume {
@@ -55,7 +57,7 @@ func openResultWriter(dir string, resume bool) (*ResultWriter, error) {
 	}
 	f, err := os.OpenFile(filepath.Join(dir, "summary.jsonl"), flags, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("client: results: %w", err)
+		return nil, fmt.Errorf("runner: results: %w", err)
 	}
 	if resume {
 		// A client killed mid-line left a torn record: end it, so the
@@ -78,7 +80,7 @@ func openResultWriter(dir string, resume bool) (*ResultWriter, error) {
 func (w *ResultWriter) Dir() string { return w.dir }
 
 // Line summarises an outcome.
-func Line(o Outcome) SummaryLine {
+func Line(o client.Outcome) SummaryLine {
 	l := SummaryLine{Job: o.ID, Status: "done", Attempts: o.Attempts, Seconds: o.Elapsed.Seconds(), Price: o.Price,
 		Path: o.Conn, Route: o.Route}
 	if o.Worker != "" {
@@ -96,12 +98,12 @@ func Line(o Outcome) SummaryLine {
 }
 
 // Write stores one outcome.
-func (w *ResultWriter) Write(o Outcome) error {
+func (w *ResultWriter) Write(o client.Outcome) error {
 	var errs []error
 	if o.Result != nil {
 		jd := filepath.Join(w.dir, o.ID)
 		if err := os.MkdirAll(jd, 0o755); err != nil {
-			return fmt.Errorf("client: results: %w", err)
+			return fmt.Errorf("runner: results: %w", err)
 		}
 		errs = append(errs, os.WriteFile(filepath.Join(jd, "stdout"), o.Result.Stdout, 0o644),
 			os.WriteFile(filepath.Join(jd, "stderr"), o.Result.Stderr, 0o644))
@@ -110,7 +112,7 @@ func (w *ResultWriter) Write(o Outcome) error {
 			// worker could send anything: keep every file inside jd.
 			name := filepath.Clean(f.Name)
 			if !filepath.IsLocal(name) {
-				errs = append(errs, fmt.Errorf("client: output name %q escapes the job directory", f.Name))
+				errs = append(errs, fmt.Errorf("runner: output name %q escapes the job directory", f.Name))
 				continue
 			}
 			p := filepath.Join(jd, name)
@@ -134,7 +136,7 @@ func Journal(dir string, outputs []string) (map[string]bool, error) {
 		return map[string]bool{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("client: journal: %w", err)
+		return nil, fmt.Errorf("runner: journal: %w", err)
 	}
 	defer f.Close()
 	done := map[string]bool{}

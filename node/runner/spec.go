@@ -1,4 +1,4 @@
-package client
+package runner
 
 import (
 	"errors"
@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/p2pjobs/p2pnode/node/client"
+
 	"github.com/p2pjobs/p2pnode/node/schedule"
 	"github.com/p2pjobs/p2pnode/node/series"
 	"github.com/p2pjobs/p2pnode/protocols"
@@ -14,13 +16,13 @@ import (
 )
 
 // ErrModule means the series' module cannot be loaded.
-var ErrModule = errors.New("client: module")
+var ErrModule = errors.New("runner: module")
 
 // FromSpec turns a parsed spec into a series: it reads the module (a file,
 // or one of builtins for "builtin:<name>"), expands the sweep and reads
 // each job's inputs. Everything the user got wrong fails here, before any
 // worker is asked for anything.
-func FromSpec(spec *series.Spec, builtins map[string][]byte) (*Series, error) {
+func FromSpec(spec *series.Spec, builtins map[string][]byte) (*client.Series, error) {
 	var module []byte
 	if name, ok := strings.CutPrefix(spec.Module, series.BuiltinPrefix); ok {
 		module = builtins[name]
@@ -48,26 +50,26 @@ func FromSpec(spec *series.Spec, builtins map[string][]byte) (*Series, error) {
 	var stdin []byte
 	if spec.StdinFile != "" {
 		if stdin, err = os.ReadFile(spec.Path(spec.StdinFile)); err != nil {
-			return nil, fmt.Errorf("client: stdin_file: %w", err)
+			return nil, fmt.Errorf("runner: stdin_file: %w", err)
 		}
 	} else if spec.Stdin != "" {
 		stdin = []byte(spec.Stdin)
 	}
-	s := &Series{
+	s := &client.Series{
 		ID: spec.Name, Executor: spec.Executor, Module: module, MaxPrice: spec.MaxPrice, Strategy: strat,
 		Retries: spec.Retries, MaxWorkers: spec.Workers,
 		Resources: &pb.Resources{MemoryBytes: spec.Resources.MemoryBytes, TimeoutMs: uint32(spec.Resources.Timeout / time.Millisecond),
 			MaxOutputBytes: spec.Resources.MaxOutputBytes},
-		Jobs: make([]Job, len(jobs)),
+		Jobs: make([]client.Job, len(jobs)),
 	}
 	cache := map[string][]byte{} // inputs shared by all jobs are read once
 	for i, j := range jobs {
-		job := Job{ID: j.ID, Args: j.Args, Env: j.Env, Stdin: stdin, Outputs: spec.Outputs}
+		job := client.Job{ID: j.ID, Args: j.Args, Env: j.Env, Stdin: stdin, Outputs: spec.Outputs}
 		for _, p := range j.InputPaths {
 			data, ok := cache[p]
 			if !ok {
 				if data, err = os.ReadFile(p); err != nil {
-					return nil, fmt.Errorf("client: input of %s: %w", j.ID, err)
+					return nil, fmt.Errorf("runner: input of %s: %w", j.ID, err)
 				}
 				cache[p] = data
 			}

@@ -1,10 +1,12 @@
-package client
+package runner
 
 import (
 	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/p2pjobs/p2pnode/node/client"
 
 	"github.com/p2pjobs/p2pnode/protocols/pb"
 )
@@ -19,9 +21,9 @@ func TestJournalResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	ok := &pb.JobResult{Stdout: []byte("1"), Outputs: []*pb.File{{Name: "out.txt", Data: []byte("x")}}}
-	w.Write(Outcome{ID: "job-1", Result: ok})
-	w.Write(Outcome{ID: "job-2", Err: errors.New("trap")})
-	w.Write(Outcome{ID: "job-3", Result: ok})
+	w.Write(client.Outcome{ID: "job-1", Result: ok})
+	w.Write(client.Outcome{ID: "job-2", Err: errors.New("trap")})
+	w.Write(client.Outcome{ID: "job-3", Result: ok})
 	w.Close()
 	os.Remove(filepath.Join(dir, "job-3", "out.txt")) // outputs lost: run it again
 	f, _ := os.OpenFile(filepath.Join(dir, "summary.jsonl"), os.O_APPEND|os.O_WRONLY, 0)
@@ -39,7 +41,7 @@ func TestJournalResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Write(Outcome{ID: "job-2", Result: ok})
+	w.Write(client.Outcome{ID: "job-2", Result: ok})
 	w.Close()
 	if done, _ = Journal(dir, []string{"out.txt"}); !done["job-1"] || !done["job-2"] {
 		t.Fatalf("after resume: %v", done)
