@@ -70,6 +70,8 @@ type options struct {
 	payer       Payer         // pay.go; nil: jobs are not paid for
 	escrowTTL   time.Duration // pay.go
 	rep         *Reputation   // reputation.go
+	hangFactor  float64       // see WithHangDetection
+	hangGrace   time.Duration
 }
 
 // Option configures a Client.
@@ -83,6 +85,15 @@ func WithFinder(f Finder) Option { return func(o *options) { o.finder = f } }
 
 // WithBidVersions sets the bid protocol versions offered, newest first.
 func WithBidVersions(v ...protocol.ID) Option { return func(o *options) { o.bidVersions = v } }
+
+// WithHangDetection sets when a worker that makes no progress counts as
+// hung and its jobs go elsewhere: a job sent to it is hung factor times
+// its expected wait (the bid's per-job estimate × its place in the
+// worker's queue / slots) plus grace after it was sent. Zero values keep
+// the defaults (4 and 10 s).
+func WithHangDetection(factor float64, grace time.Duration) Option {
+	return func(o *options) { o.hangFactor, o.hangGrace = factor, grace }
+}
 
 // WithMaxCandidates caps how many workers are asked for bids.
 func WithMaxCandidates(n int) Option { return func(o *options) { o.maxWorkers = n } }
@@ -248,7 +259,7 @@ func (c *Client) Run(ctx context.Context, s *Series, hooks Hooks) (*Report, erro
 	if len(rep.Offers) == 0 {
 		return rep, &NoBidsError{Candidates: len(cands), Declines: rep.Declines}
 	}
-	d := newDispatch(c, s, hash, rep.Offers, hooks.OnOutcome)
+	d := newDispatch(c, s, req, hash, rep.Offers, hooks.OnOutcome)
 	rep.Outcomes, err = d.run(ctx)
 	if serr := c.o.rep.Save(); serr != nil {
 		c.log.Emit(events.Event{Kind: events.Error, Series: s.ID, Err: serr.Error()})

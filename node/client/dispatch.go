@@ -22,50 +22,62 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// dispatch runs one series over the awarded workers: one pipelined job
-// stream per worker, fed from the scheduler.
+// dispatch is the stream adapter of one series: it feeds the dispatch
+// state machine (node/schedule.Machine) with what happens on the network —
+// bids, free room on a worker's stream, results, broken streams, time — and
+// carries out the effects it returns: send a job on one pipelined stream
+// per worker, extend an award (lock more escrow, under a fresh bid when
+// needed), ask for a fresh round of bids, cancel a losing attempt (no
+// acknowledgement: not used, not paid), report a job's outcome.
 type dispatch struct {
 	c         *Client
 	s         *Series
+	req       *pb.BidRequest // the series' bid request, for fresh rounds
 	hash      [32]byte
-	offers    map[peer.ID]Offer
 	onOutcome func(Outcome)
 
 	mu       sync.Mutex // guards the fields below
-	sched    *schedule.Scheduler
+	m        *schedule.Machine
+	offers   map[peer.ID]Offer // each worker's latest bid
 	outcomes []Outcome
 	ended    []bool
 	first    []time.Time // first dispatch of each job
-	attempts []int
 	changed  chan struct{} // closed and replaced on every state change
-	active   map[peer.ID]bool
-	unused   []peer.ID // bidders not yet dispatched to: the next bids
+	running  map[peer.ID]bool
 	lastErr  map[peer.ID]error
-	names    map[peer.ID]string // see name
-	budget   map[peer.ID]int    // jobs each worker's escrow covers (pay.go); nil: unpaid
-	spent    map[peer.ID]int    // jobs handed to each worker, less those that failed
-	held     map[peer.ID]int    // jobs handed to each worker and not answered yet (reputation)
+	names    map[string]peer.ID // the machine's worker names (see name)
+	ids      map[peer.ID]string
+	awards   map[peer.ID][]*award // paid awards in use, oldest first (pay.go)
+	fresh    map[peer.ID]Offer    // bids not yet awarded (pay.go)
+	held     map[peer.ID]int      // jobs handed to each worker and not answered yet (reputation)
+	finished chan struct{}        // closed when every job has an outcome
+	cancels  int                  // attempts cancelled (lost to another result)
+	workers  sync.WaitGroup       // worker streams
+	aux      sync.WaitGroup       // extensions and bid rounds
+	ctx      context.Context      // for extensions and bid rounds: ends when the series does
+	wctx     context.Context      // for worker streams
+	run0     time.Time
 }
 
-func newDispatch(c *Client, s *Series, hash [32]byte, offers []Offer, onOutcome func(Outcome)) *dispatch {
-	d := &dispatch{c: c, s: s, hash: hash, offers: map[peer.ID]Offer{}, onOutcome: onOutcome,
+func newDispatch(c *Client, s *Series, req *pb.BidRequest, hash [32]byte, offers []Offer, onOutcome func(Outcome)) *dispatch {
+	d := &dispatch{c: c, s: s, req: req, hash: hash, offers: map[peer.ID]Offer{}, onOutcome: onOutcome,
 		outcomes: make([]Outcome, len(s.Jobs)), ended: make([]bool, len(s.Jobs)), first: make([]time.Time, len(s.Jobs)),
-		attempts: make([]int, len(s.Jobs)), changed: make(chan struct{}), active: map[peer.ID]bool{}, lastErr: map[peer.ID]error{}, names: map[peer.ID]string{},
-		held: map[peer.ID]int{}}
+		changed: make(chan struct{}), running: map[peer.ID]bool{}, lastErr: map[peer.ID]error{}, names: map[string]peer.ID{}, ids: map[peer.ID]string{},
+		awards: map[peer.ID][]*award{}, fresh: map[peer.ID]Offer{}, held: map[peer.ID]int{}, finished: make(chan struct{})}
 	for _, o := range offers {
 		d.offers[o.Worker] = o
 	}
 	return d
 }
 
-// name is a worker's peer ID as text, the scheduler's key. Computed once:
+// name is a worker's peer ID as text, the machine's key. Computed once:
 // base58 encoding per job showed in profiles.
 func (d *dispatch) name(id peer.ID) string {
-	if n, ok := d.names[id]; ok {
+	if n, ok := d.ids[id]; ok {
 		return n
 	}
 	n := id.String()
-	d.names[id] = n
+	d.ids[id], d.names[n] = n, id
 	return n
 }
 
@@ -85,8 +97,7 @@ func (d *dispatch) bids(skip map[peer.ID]bool) []schedule.Bid {
 
 // allocate spreads the jobs over the bids by the series' strategy. With a
 // cap on workers, it keeps the capped number of workers the strategy gave
-// most jobs and spreads again over those alone: every job the scheduler
-// holds is then allocated to a worker that will be started.
+// most jobs and spreads again over those alone.
 func (d *dispatch) allocate() (map[string]int, error) {
 	alloc, err := schedule.Allocate(d.bids(nil), len(d.s.Jobs), d.s.MaxPrice, d.s.Strategy)
 	if err != nil || d.s.MaxWorkers <= 0 || len(alloc) <= d.s.MaxWorkers {
@@ -106,116 +117,193 @@ func (d *dispatch) allocate() (map[string]int, error) {
 	return schedule.Allocate(d.bids(skip), len(d.s.Jobs), d.s.MaxPrice, d.s.Strategy)
 }
 
+// tickEvery is how often dispatch tells the machine the time: hung
+// workers are noticed and idle workers look for backups this often.
+const tickEvery = 200 * time.Millisecond
+
 func (d *dispatch) run(ctx context.Context) ([]Outcome, error) {
 	alloc, err := d.allocate()
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	var chosen []peer.ID
+	var chosen, spare []peer.ID
 	for id := range d.offers {
 		if alloc[id.String()] > 0 {
 			chosen = append(chosen, id)
 		} else {
-			d.unused = append(d.unused, id)
+			spare = append(spare, id)
 		}
 	}
 	slices.Sort(chosen)
 	// The next bids when a worker fails: cheapest first.
-	slices.SortFunc(d.unused, func(a, b peer.ID) int {
-		return cmp.Compare(d.offers[a].Bid.PricePerJob, d.offers[b].Bid.PricePerJob)
+	slices.SortFunc(spare, func(a, b peer.ID) int {
+		return cmp.Or(cmp.Compare(d.offers[a].Bid.PricePerJob, d.offers[b].Bid.PricePerJob), cmp.Compare(a, b))
 	})
 	if err := d.reserve(ctx, chosen, alloc); err != nil {
 		return nil, err // nothing dispatched
 	}
-	d.sched = schedule.NewScheduler(len(d.s.Jobs), alloc, d.s.Retries+1)
+	d.run0 = d.c.o.now()
+	d.m = schedule.NewMachine(schedule.Config{Jobs: len(d.s.Jobs), MaxAttempts: d.s.Retries + 1, MaxWorkers: d.s.MaxWorkers,
+		HangFactor: d.c.o.hangFactor, HangGrace: d.c.o.hangGrace})
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
-	start := func(id peer.ID) {
-		d.active[id] = true
-		d.budgetLocked(id)
-		d.c.log.Emit(events.Event{Kind: events.Award, Peer: id.String(), Series: d.s.ID, Price: d.offers[id].Bid.PricePerJob,
-			Attrs: map[string]any{"jobs": alloc[id.String()]}})
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := d.worker(ctx, d.offers[id])
-			d.mu.Lock()
-			defer d.mu.Unlock()
-			delete(d.active, id)
-			if lost := d.held[id]; err != nil && ctx.Err() == nil {
-				d.c.o.rep.Failed(id, max(1, lost)) // vanished: its jobs in flight are lost
-			}
-			delete(d.held, id)
-			if err != nil {
-				d.lastErr[id] = err
-				d.c.log.Emit(events.Event{Kind: events.Error, Peer: id.String(), Series: d.s.ID, Err: err.Error()})
-			}
-			d.workerGoneLocked(id, err)
-		}()
-	}
+	auxCtx, auxCancel := context.WithCancel(ctx)
+	defer auxCancel()
+	d.ctx, d.wctx = auxCtx, ctx
 	d.mu.Lock()
 	for _, id := range chosen {
-		start(id)
+		d.c.log.Emit(events.Event{Kind: events.Award, Peer: id.String(), Series: d.s.ID, Price: d.offers[id].Bid.PricePerJob,
+			Attrs: map[string]any{"jobs": alloc[id.String()]}})
+		d.applyLocked(d.m.Award(d.name(id), d.awardOf(d.offers[id], alloc[id.String()])))
 	}
-	for !d.sched.Finished() {
-		if d.stalledLocked() {
-			if len(d.unused) > 0 && (d.s.MaxWorkers == 0 || len(d.active) < d.s.MaxWorkers) {
-				next := d.unused[0]
-				d.unused = d.unused[1:]
-				start(next)
-				continue
-			}
-			if len(d.active) == 0 || d.sched.Stalled(d.liveLocked()) {
-				d.failPendingLocked(d.noWorkerError())
-				continue
-			}
-		}
+	for _, id := range spare {
+		d.fresh[id] = d.offers[id]
+		d.applyLocked(d.m.Award(d.name(id), d.awardOf(d.offers[id], 0)))
+	}
+	d.applyLocked(d.m.Begin())
+	tick := time.NewTicker(tickEvery)
+	defer tick.Stop()
+	for !d.m.Finished() {
 		ch := d.changed
 		d.mu.Unlock()
 		select {
 		case <-ch:
+		case <-tick.C:
+			d.mu.Lock()
+			d.applyLocked(d.m.Tick(d.c.o.now()))
+			d.broadcast() // idle workers look for backups
+			d.mu.Unlock()
 		case <-ctx.Done():
 			d.mu.Lock()
-			d.failPendingLocked(fmt.Errorf("client: %w", context.Cause(ctx)))
+			d.failRestLocked(fmt.Errorf("client: %w", context.Cause(ctx)))
 			d.mu.Unlock()
+			auxCancel()
 			cancel()
-			wg.Wait()
-			d.mu.Lock()
-			d.failInflightLocked(fmt.Errorf("client: %w", context.Cause(ctx)))
-			d.mu.Unlock()
+			d.workers.Wait()
+			d.aux.Wait()
 			return d.outcomes, ctx.Err()
 		}
 		d.mu.Lock()
 	}
+	close(d.finished)
 	d.broadcast() // under d.mu: workers still running broadcast too
 	d.mu.Unlock()
-	wg.Wait()
+	auxCancel() // extensions and bid rounds are moot now
+	d.workers.Wait()
+	d.aux.Wait()
+	if d.cancels > 0 {
+		d.c.log.Emit(events.Event{Kind: "attempts_cancelled", Series: d.s.ID, Attrs: map[string]any{"n": d.cancels}})
+	}
 	return d.outcomes, nil
 }
 
-func (d *dispatch) liveLocked() []string {
-	live := make([]string, 0, len(d.active))
-	for id := range d.active {
-		live = append(live, id.String())
+// awardOf is the machine's view of a bid with budget more paid jobs.
+func (d *dispatch) awardOf(o Offer, budget int) schedule.Award {
+	b, _ := d.m.Budget(d.name(o.Worker))
+	return schedule.Award{Budget: budget, Capacity: b + int(o.Bid.MaxJobs), Slots: int(max(1, o.Bid.Slots)),
+		EstJob: time.Duration(o.Bid.EstJobMs) * time.Millisecond}
+}
+
+// applyLocked carries out the machine's effects other than Send (which
+// next hands to the worker's stream).
+func (d *dispatch) applyLocked(effs []schedule.Effect) {
+	for _, e := range effs {
+		id := d.names[e.Worker]
+		switch e.Kind {
+		case schedule.Extend:
+			d.extendLocked(id, e.N) // pay.go
+		case schedule.AskBids:
+			d.aux.Add(1)
+			go func() {
+				defer d.aux.Done()
+				d.askBids(d.ctx, e.N)
+			}()
+		case schedule.Cancel:
+			d.cancels++
+			d.c.log.Emit(events.Event{Kind: "job_cancelled", Peer: id.String(), Series: d.s.ID, Job: d.s.Jobs[e.Job].ID})
+		case schedule.Finish:
+			if e.Reason != nil {
+				d.endLocked(e.Job, Outcome{Worker: id, Err: e.Reason, Attempts: e.Attempts})
+			}
+			// A job done is ended by result, which has the result.
+		}
 	}
-	return live
+	for name, id := range d.names {
+		if !d.running[id] && d.m.Started(name) && d.wctx.Err() == nil && !d.m.Finished() {
+			d.startLocked(d.wctx, id)
+		}
+	}
+	d.broadcast()
 }
 
-func (d *dispatch) stalledLocked() bool {
-	return len(d.active) == 0 || d.sched.Stalled(d.liveLocked())
+// startLocked starts worker's stream.
+func (d *dispatch) startLocked(ctx context.Context, id peer.ID) {
+	d.running[id] = true
+	d.workers.Add(1)
+	go func() {
+		defer d.workers.Done()
+		err := d.worker(ctx, id)
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.running[id] = false
+		if lost := d.held[id]; err != nil && ctx.Err() == nil {
+			d.c.o.rep.Failed(id, max(1, lost)) // vanished: its jobs in flight are lost
+		}
+		delete(d.held, id)
+		if err != nil {
+			d.lastErr[id] = err
+			d.c.log.Emit(events.Event{Kind: events.Error, Peer: id.String(), Series: d.s.ID, Err: err.Error()})
+		}
+		if !d.m.Finished() {
+			d.applyLocked(d.m.WorkerFailed(d.name(id), err))
+		}
+	}()
 }
 
-func (d *dispatch) noWorkerError() error {
+// askBids runs a fresh round of discovery and bids for n waiting jobs and
+// hands the bids to the machine.
+func (d *dispatch) askBids(ctx context.Context, n int) {
+	d.c.log.Emit(events.Event{Kind: "rebid", Series: d.s.ID, Attrs: map[string]any{"jobs": n}})
+	req := proto.Clone(d.req).(*pb.BidRequest)
+	req.JobCount = uint32(max(n, 1))
+	var offers []Offer
+	var declines []Decline
+	cands, err := d.c.Discover(ctx, Filter{Executor: d.s.Executor, MaxPrice: d.s.MaxPrice, MinMemory: d.s.Resources.GetMemoryBytes()})
+	if len(cands) > 0 {
+		offers, declines = d.c.CollectBids(ctx, cands, req)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, o := range offers {
+		name := d.name(o.Worker)
+		if _, known := d.offers[o.Worker]; !known {
+			d.offers[o.Worker] = o
+		}
+		d.fresh[o.Worker] = o
+		d.applyLocked(d.m.Award(name, d.awardOf(o, 0)))
+	}
+	var why error
+	if len(offers) == 0 {
+		why = d.noWorkerError(err, len(cands), declines)
+	}
+	d.applyLocked(d.m.BidsDone(why))
+}
+
+// noWorkerError says why a fresh round brought nobody.
+func (d *dispatch) noWorkerError(discErr error, cands int, declines []Decline) error {
 	var errs []error
+	if discErr != nil {
+		errs = append(errs, discErr)
+	}
+	errs = append(errs, fmt.Errorf("%d workers found, %d declined", cands, len(declines)))
+	for _, dc := range declines {
+		errs = append(errs, fmt.Errorf("%s: %w", short(dc.Worker), dc.Err))
+	}
 	for id, e := range d.lastErr {
-		errs = append(errs, fmt.Errorf("%s: %w", short(id), e))
+		errs = append(errs, fmt.Errorf("%s failed: %w", short(id), e))
 	}
-	if len(errs) == 0 {
-		return errors.New("client: no worker left that may take this job")
-	}
-	return fmt.Errorf("client: no worker left that may take this job (%w)", errors.Join(errs...))
+	return errors.Join(errs...)
 }
 
 func short(id peer.ID) string {
@@ -233,13 +321,13 @@ func (d *dispatch) broadcast() {
 	d.changed = make(chan struct{})
 }
 
-// endedLocked records outcomes for jobs that just ended.
+// endLocked records the outcome of a job that just ended.
 func (d *dispatch) endLocked(idx int, o Outcome) {
 	if d.ended[idx] {
 		return
 	}
 	d.ended[idx] = true
-	o.Index, o.ID, o.Attempts = idx, d.s.Jobs[idx].ID, d.attempts[idx]
+	o.Index, o.ID = idx, d.s.Jobs[idx].ID
 	if off, ok := d.offers[o.Worker]; ok {
 		o.Route = off.Route
 	}
@@ -254,13 +342,7 @@ func (d *dispatch) endLocked(idx int, o Outcome) {
 	}
 }
 
-func (d *dispatch) failPendingLocked(reason error) {
-	d.sched.FailPending(reason)
-	d.collectFinalLocked("")
-	d.broadcast()
-}
-
-func (d *dispatch) failInflightLocked(reason error) {
+func (d *dispatch) failRestLocked(reason error) {
 	for i := range d.s.Jobs {
 		if !d.ended[i] {
 			d.endLocked(i, Outcome{Err: reason})
@@ -268,60 +350,44 @@ func (d *dispatch) failInflightLocked(reason error) {
 	}
 }
 
-// collectFinalLocked records outcomes for jobs the scheduler failed for good
-// (after WorkerGone or FailPending, several may end at once).
-func (d *dispatch) collectFinalLocked(worker peer.ID) {
-	for i := range d.s.Jobs {
-		if d.ended[i] {
-			continue
-		}
-		if ended, reason := d.sched.Final(i); ended {
-			d.endLocked(i, Outcome{Worker: worker, Err: reason})
-		}
-	}
-}
-
-func (d *dispatch) workerGoneLocked(id peer.ID, err error) {
-	d.sched.WorkerGone(id.String())
-	d.collectFinalLocked(id)
-	d.broadcast()
-}
-
 // next takes the next job for worker, waiting while none is available but
 // the series is not over. It returns -1 when the worker should stop.
-func (d *dispatch) next(ctx context.Context, worker peer.ID, broken <-chan struct{}, flush func() error) int {
+func (d *dispatch) next(ctx context.Context, worker peer.ID, broken <-chan struct{}, flush func() error) (int, *award) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	name := d.name(worker)
 	for {
-		if d.sched.Finished() || !d.mayTakeLocked(worker) {
-			return -1
+		if d.m.Finished() {
+			return -1, nil
 		}
-		if j, ok := d.sched.Next(d.name(worker)); ok {
-			if d.spent != nil {
-				d.spent[worker]++
+		for _, e := range d.m.Pull(name, d.c.o.now()) {
+			if e.Kind != schedule.Send || e.Worker != name {
+				continue
 			}
 			d.held[worker]++
-			d.attempts[j]++
-			if d.first[j].IsZero() {
-				d.first[j] = d.c.o.now()
+			if d.first[e.Job].IsZero() {
+				d.first[e.Job] = d.c.o.now()
+			}
+			if e.Backup {
+				d.c.log.Emit(events.Event{Kind: "job_backup", Peer: worker.String(), Series: d.s.ID, Job: d.s.Jobs[e.Job].ID})
 			}
 			d.broadcast()
-			return j
+			return e.Job, d.takeAwardLocked(worker) // pay.go
 		}
 		ch := d.changed
 		d.mu.Unlock()
 		if flush() != nil {
 			d.mu.Lock()
-			return -1
+			return -1, nil
 		}
 		select {
 		case <-ch:
 		case <-broken:
 			d.mu.Lock()
-			return -1
+			return -1, nil
 		case <-ctx.Done():
 			d.mu.Lock()
-			return -1
+			return -1, nil
 		}
 		d.mu.Lock()
 	}
@@ -339,47 +405,48 @@ func retryable(err error) bool {
 	return true
 }
 
-// result handles one reply from worker for job idx. It reports whether
-// the result was delivered with a valid receipt (to be acknowledged).
-func (d *dispatch) result(worker peer.ID, idx int, r *pb.JobResult, conn string) bool {
+// result handles one reply from worker for job idx, sent under award aw.
+// It reports whether the result was accepted (to be acknowledged, and so
+// paid): a failure, a bad receipt or a result that lost to another
+// attempt is not.
+func (d *dispatch) result(worker peer.ID, idx int, aw *award, r *pb.JobResult, conn string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	defer d.broadcast()
 	w := d.name(worker)
 	d.held[worker]--
 	if err := protocols.FromPB(r.Error); err != nil {
-		if d.spent != nil {
-			d.spent[worker]-- // not paid: the escrow covers another job
-		}
+		d.returnAwardLocked(aw) // not paid: the escrow covers another job
 		d.c.log.Emit(events.Event{Kind: events.JobFailed, Peer: w, Series: d.s.ID, Job: r.JobId, Err: err.Error(), Conn: conn})
-		d.sched.Failed(idx, w, err, retryable(err))
 		if retryable(err) { // another worker might do it: this one's failure
 			d.c.o.rep.Failed(worker, 1)
 		}
-		if ended, reason := d.sched.Final(idx); ended {
-			d.endLocked(idx, Outcome{Worker: worker, Err: reason})
-		}
+		d.applyLocked(d.m.Result(w, idx, schedule.Outcome{Err: err, Retryable: retryable(err)}))
 		return false
 	}
 	if err := d.checkReceipt(worker, idx, r); err != nil {
+		d.returnAwardLocked(aw)
 		d.c.log.Emit(events.Event{Kind: events.Error, Peer: w, Series: d.s.ID, Job: r.JobId, Err: err.Error()})
-		d.sched.Failed(idx, w, err, true)
 		d.c.o.rep.Failed(worker, 1)
-		if ended, reason := d.sched.Final(idx); ended {
-			d.endLocked(idx, Outcome{Worker: worker, Err: reason})
-		}
+		d.applyLocked(d.m.Result(w, idx, schedule.Outcome{Err: err, Retryable: true}))
 		return false
 	}
-	d.sched.Done(idx)
-	d.c.o.rep.Done(worker, 1)
-	o := Outcome{Worker: worker, Result: r, Price: d.offers[worker].Bid.PricePerJob, Conn: conn}
-	if r.ExitCode != 0 {
-		o.Err = fmt.Errorf("exit status %d", r.ExitCode)
+	effs := d.m.Result(w, idx, schedule.Outcome{OK: true})
+	won := false
+	for _, e := range effs {
+		if e.Kind == schedule.Finish && e.Job == idx && e.Reason == nil {
+			won = true
+			d.c.o.rep.Done(worker, 1)
+			o := Outcome{Worker: worker, Result: r, Price: aw.offer.Bid.PricePerJob, Conn: conn, Attempts: e.Attempts}
+			if r.ExitCode != 0 {
+				o.Err = fmt.Errorf("exit status %d", r.ExitCode)
+			}
+			d.c.log.Emit(events.Event{Kind: events.JobFinished, Peer: w, Series: d.s.ID, Job: r.JobId, Price: o.Price, Conn: conn,
+				Attrs: map[string]any{"ms": r.DurationMs, "exit": r.ExitCode}})
+			d.endLocked(idx, o)
+		}
 	}
-	d.c.log.Emit(events.Event{Kind: events.JobFinished, Peer: w, Series: d.s.ID, Job: r.JobId, Price: o.Price, Conn: conn,
-		Attrs: map[string]any{"ms": r.DurationMs, "exit": r.ExitCode}})
-	d.endLocked(idx, o)
-	return true
+	d.applyLocked(effs)
+	return won
 }
 
 // ErrBadReceipt means a result's receipt is missing, forged or does not
@@ -407,11 +474,13 @@ func (d *dispatch) checkReceipt(worker peer.ID, idx int, r *pb.JobResult) error 
 }
 
 // worker drives one worker's job stream until the series ends or the
-// stream breaks. In-flight jobs of a broken stream go back to the pool
-// (the caller's workerGoneLocked).
-func (d *dispatch) worker(ctx context.Context, off Offer) error {
-	id := off.Worker
-	if err := d.lockAward(ctx, off); err != nil {
+// stream breaks. The caller tells the machine the worker failed: its
+// unfinished jobs go back to the pool.
+func (d *dispatch) worker(ctx context.Context, id peer.ID) error {
+	d.mu.Lock()
+	off := d.offers[id]
+	d.mu.Unlock()
+	if err := d.lockAwards(ctx, id); err != nil { // pay.go
 		return err
 	}
 	d.c.awaitDirect(ctx, id, DirectWait)
@@ -433,9 +502,13 @@ func (d *dispatch) worker(ctx context.Context, off Offer) error {
 	w := protocols.NewWriter(bw, protocols.MaxJobMsg)
 	r := protocols.NewReader(st, protocols.MaxJobMsg)
 	window := make(chan struct{}, min(max(8*int(max(1, off.Bid.Slots)), 16), 256))
+	type sent struct {
+		idx int
+		aw  *award
+	}
 	var (
 		imu      sync.Mutex
-		inflight = map[uint64]int{} // seq -> job index
+		inflight = map[uint64]sent{} // seq -> job
 		seq      uint64
 		handled  uint64     // results read and acknowledged; guarded by imu
 		wmu      sync.Mutex // serialises writes: jobs and chunks here, acks from the reader
@@ -472,7 +545,7 @@ func (d *dispatch) worker(ctx context.Context, off Offer) error {
 				}
 			case *pb.JobStreamReply_Result:
 				imu.Lock()
-				idx, ok := inflight[m.Result.Seq]
+				sj, ok := inflight[m.Result.Seq]
 				delete(inflight, m.Result.Seq)
 				imu.Unlock()
 				if !ok {
@@ -482,7 +555,7 @@ func (d *dispatch) worker(ctx context.Context, off Offer) error {
 				if errors.Is(protocols.FromPB(m.Result.Error), protocols.Code(pb.ErrorCode_MODULE_MISSING)) {
 					off.Bid.HasModule = false // pushed again before the next job
 				}
-				if d.result(id, idx, m.Result, conn) {
+				if d.result(id, sj.idx, sj.aw, m.Result, conn) {
 					if a := d.ack(m.Result); a != nil {
 						wmu.Lock()
 						_ = st.SetWriteDeadline(time.Now().Add(protocols.JobIdleTimeout))
@@ -502,7 +575,7 @@ func (d *dispatch) worker(ctx context.Context, off Offer) error {
 			}
 		}
 	}()
-	writeJob := func(j int) error {
+	writeJob := func(j int, aw *award) error {
 		if !off.Bid.HasModule && d.s.Executor == "wasm" {
 			if err := d.pushModule(st, w, &wmu, acks, broken); err != nil {
 				return err
@@ -511,9 +584,9 @@ func (d *dispatch) worker(ctx context.Context, off Offer) error {
 		}
 		imu.Lock()
 		seq++
-		inflight[seq] = j
+		inflight[seq] = sent{j, aw}
 		imu.Unlock()
-		msg := &pb.JobStreamMsg{Msg: &pb.JobStreamMsg_Job{Job: d.request(j, seq, off)}}
+		msg := &pb.JobStreamMsg{Msg: &pb.JobStreamMsg_Job{Job: d.request(j, seq, aw)}}
 		wmu.Lock()
 		_ = st.SetWriteDeadline(time.Now().Add(protocols.JobIdleTimeout))
 		err := w.Write(msg)
@@ -545,7 +618,7 @@ func (d *dispatch) worker(ctx context.Context, off Offer) error {
 				return ctx.Err()
 			}
 		}
-		j := d.next(ctx, id, broken, flush)
+		j, aw := d.next(ctx, id, broken, flush)
 		if j < 0 {
 			<-window
 			if err := flush(); err != nil {
@@ -553,42 +626,68 @@ func (d *dispatch) worker(ctx context.Context, off Offer) error {
 			}
 			break
 		}
-		if err := writeJob(j); err != nil {
+		if err := writeJob(j, aw); err != nil {
 			return fmt.Errorf("send job: %w", err)
 		}
 	}
 	// Series over (or this worker stops): close our side and let the
 	// reader drain the results still in flight.
 	// A paying client first waits for the results in flight, so that each
-	// is acknowledged on this stream before it closes its side.
-	for d.c.o.payer != nil {
-		imu.Lock()
-		all := handled == seq
-		imu.Unlock()
-		if all {
-			break
-		}
+	// is acknowledged on this stream before it closes its side; but not
+	// for attempts that lost to another worker's result once every job has
+	// an outcome (a hung worker's, a backup's): they are not paid.
+	imu.Lock()
+	all := handled == seq
+	imu.Unlock()
+	for d.c.o.payer != nil && !all {
 		select {
 		case <-progress:
+		case <-d.finished:
 		case <-broken:
 			return <-readErr
 		case <-ctx.Done():
 			return ctx.Err()
+		}
+		imu.Lock()
+		all = handled == seq
+		imu.Unlock()
+		if !all && isClosed(d.finished) {
+			break
 		}
 	}
 	if err := flush(); err != nil { // the last acknowledgements
 		return fmt.Errorf("send acknowledgements: %w", err)
 	}
 	_ = st.CloseWrite()
+	var late <-chan time.Time
+	if !all {
+		// Lost attempts still run there: give the acknowledgements a
+		// moment to leave, then reset rather than wait for them.
+		t := time.NewTimer(time.Second)
+		defer t.Stop()
+		late = t.C
+	}
 	select {
 	case <-broken:
-		if err := <-readErr; err != nil {
+		if err := <-readErr; err != nil && all {
 			return err
 		}
 		_ = st.Close()
 		return nil
+	case <-late:
+		_ = st.Reset()
+		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -631,7 +730,8 @@ func flushWriter(st network.Stream, w *protocols.Writer) error {
 	return w.Flush()
 }
 
-func (d *dispatch) request(j int, seq uint64, off Offer) *pb.JobRequest {
+func (d *dispatch) request(j int, seq uint64, aw *award) *pb.JobRequest {
+	off := aw.offer
 	job := &d.s.Jobs[j]
 	return &pb.JobRequest{
 		Seq: seq, SeriesId: d.s.ID, JobId: job.ID, Executor: d.s.Executor, ModuleHash: d.hash[:],

@@ -7,7 +7,10 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/p2pjobs/p2pnode/node/events"
+	"github.com/p2pjobs/p2pnode/node/schedule"
 	"github.com/p2pjobs/p2pnode/protocols/pb"
+	"google.golang.org/protobuf/proto"
 )
 
 // Payer pays for awarded jobs through escrow (node/ledgersvc.Account is
@@ -40,55 +43,63 @@ func (e *FundsError) Error() string {
 
 func (e *FundsError) Unwrap() error { return ErrInsufficientFunds }
 
+// award is jobs a worker may run under one of its bids: paid for by an
+// escrow under the bid's id when the client pays (locked: the escrow is
+// in place). The machine's budget of a worker is the sum of its awards.
+type award struct {
+	offer  Offer
+	left   int // jobs not yet sent under it
+	locked bool
+}
+
 // reserve checks, before anything is dispatched, that the balance covers
 // every award (price × allocated jobs of each chosen worker) and sets each
-// worker's budget of paid jobs.
+// worker's award.
 func (d *dispatch) reserve(ctx context.Context, chosen []peer.ID, alloc map[string]int) error {
-	p := d.c.o.payer
-	if p == nil {
-		return nil
+	if p := d.c.o.payer; p != nil {
+		var need uint64
+		for _, id := range chosen {
+			need += d.offers[id].Bid.PricePerJob * uint64(alloc[id.String()])
+		}
+		have, err := p.Balance(ctx)
+		if err != nil && have < need {
+			return fmt.Errorf("client: ledger: %w", err)
+		}
+		if have < need {
+			return &FundsError{Need: need, Have: have}
+		}
 	}
-	var need uint64
 	for _, id := range chosen {
-		need += d.offers[id].Bid.PricePerJob * uint64(alloc[id.String()])
-	}
-	have, err := p.Balance(ctx)
-	if err != nil && have < need {
-		return fmt.Errorf("client: ledger: %w", err)
-	}
-	if have < need {
-		return &FundsError{Need: need, Have: have}
-	}
-	d.budget = map[peer.ID]int{}
-	d.spent = map[peer.ID]int{}
-	for _, id := range chosen {
-		d.budget[id] = alloc[id.String()]
+		d.awards[id] = []*award{{offer: d.offers[id], left: alloc[id.String()], locked: d.c.o.payer == nil}}
 	}
 	return nil
 }
 
-// budgetLocked sets the budget of a worker started late (the next bid
-// after others failed): the jobs still unfinished.
-func (d *dispatch) budgetLocked(id peer.ID) {
-	if d.budget == nil {
-		return
+// lockAwards locks in escrow the worker's awards not yet locked, before
+// its first job.
+func (d *dispatch) lockAwards(ctx context.Context, id peer.ID) error {
+	d.mu.Lock()
+	var todo []*award
+	for _, a := range d.awards[id] {
+		if !a.locked {
+			todo = append(todo, a)
+		}
 	}
-	if _, ok := d.budget[id]; !ok {
-		st := d.sched.Stats()
-		d.budget[id] = st.Pending + st.InFlight
+	d.mu.Unlock()
+	for _, a := range todo {
+		if err := d.lock(ctx, a.offer, a.left); err != nil {
+			return err
+		}
+		d.mu.Lock()
+		a.locked = true
+		d.mu.Unlock()
 	}
+	return nil
 }
 
-// lockAward locks the worker's award in escrow before its first job.
-func (d *dispatch) lockAward(ctx context.Context, off Offer) error {
+func (d *dispatch) lock(ctx context.Context, off Offer, n int) error {
 	p := d.c.o.payer
-	if p == nil {
-		return nil
-	}
-	d.mu.Lock()
-	n := d.budget[off.Worker]
-	d.mu.Unlock()
-	if n == 0 {
+	if p == nil || n == 0 {
 		return nil
 	}
 	ttl := d.c.o.escrowTTL
@@ -102,9 +113,99 @@ func (d *dispatch) lockAward(ctx context.Context, off Offer) error {
 	return nil
 }
 
-// mayTakeLocked reports whether worker's escrow covers one more job.
-func (d *dispatch) mayTakeLocked(worker peer.ID) bool {
-	return d.budget == nil || d.spent[worker] < d.budget[worker]
+// extendLocked carries out the machine's Extend: n more jobs for worker,
+// under its bid not yet awarded if it has one, else a fresh bid; a paying
+// client locks the escrow for them first (an escrow's id is its bid's, and
+// each is locked once). The answer goes to the machine as an Award, or
+// ExtendFailed.
+func (d *dispatch) extendLocked(id peer.ID, n int) {
+	off, have := d.fresh[id]
+	delete(d.fresh, id)
+	if d.c.o.payer == nil && have {
+		a := &award{offer: off, left: min(n, int(off.Bid.MaxJobs)), locked: true}
+		d.grantLocked(id, a)
+		return
+	}
+	if d.c.o.payer == nil {
+		// Unpaid, under the bid in use: the worker counts its jobs up to
+		// the bid's MaxJobs, which the machine's capacity respects.
+		if as := d.awards[id]; len(as) > 0 {
+			a := as[len(as)-1]
+			a.left += n
+			d.c.log.Emit(events.Event{Kind: "award_extended", Peer: id.String(), Series: d.s.ID, Attrs: map[string]any{"jobs": n}})
+			d.applyLocked(d.m.Award(d.name(id), schedule.Award{Budget: n,
+				Slots: int(max(1, a.offer.Bid.Slots)), EstJob: time.Duration(a.offer.Bid.EstJobMs) * time.Millisecond}))
+			return
+		}
+	}
+	d.aux.Add(1)
+	go func() {
+		defer d.aux.Done()
+		a, err := d.extend(d.ctx, id, off, have, n)
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if err != nil {
+			d.lastErr[id] = err
+			d.c.log.Emit(events.Event{Kind: events.Error, Peer: id.String(), Series: d.s.ID, Err: err.Error()})
+			d.applyLocked(d.m.ExtendFailed(d.name(id)))
+			return
+		}
+		d.grantLocked(id, a)
+	}()
+}
+
+// grantLocked adds an award to worker and tells the machine.
+func (d *dispatch) grantLocked(id peer.ID, a *award) {
+	b, _ := d.m.Budget(d.name(id))
+	d.awards[id] = append(d.awards[id], a)
+	d.offers[id] = a.offer
+	d.c.log.Emit(events.Event{Kind: events.Award, Peer: id.String(), Series: d.s.ID, Price: a.offer.Bid.PricePerJob,
+		Attrs: map[string]any{"jobs": a.left, "extension": true}})
+	d.applyLocked(d.m.Award(d.name(id), schedule.Award{Budget: a.left, Capacity: b + int(a.offer.Bid.MaxJobs),
+		Slots: int(max(1, a.offer.Bid.Slots)), EstJob: time.Duration(a.offer.Bid.EstJobMs) * time.Millisecond}))
+}
+
+// extend gets n more paid jobs from worker: a fresh bid unless have, then
+// the escrow for them.
+func (d *dispatch) extend(ctx context.Context, id peer.ID, off Offer, have bool, n int) (*award, error) {
+	if !have {
+		req := proto.Clone(d.req).(*pb.BidRequest)
+		req.JobCount = uint32(max(n, 1))
+		var err error
+		if off, err = d.c.askBid(ctx, Candidate{ID: id, Route: d.offers[id].Route}, req); err != nil {
+			return nil, fmt.Errorf("client: fresh bid: %w", err)
+		}
+	}
+	k := min(n, int(off.Bid.MaxJobs))
+	if err := d.lock(ctx, off, k); err != nil {
+		return nil, err
+	}
+	return &award{offer: off, left: k, locked: true}, nil
+}
+
+// takeAwardLocked picks the award a job sent to worker goes under.
+func (d *dispatch) takeAwardLocked(id peer.ID) *award {
+	as := d.awards[id]
+	for _, a := range as {
+		if a.left > 0 {
+			a.left--
+			return a
+		}
+	}
+	if len(as) > 0 {
+		return as[len(as)-1] // the machine's budget says it may: never here
+	}
+	a := &award{offer: d.offers[id]}
+	d.awards[id] = append(d.awards[id], a)
+	return a
+}
+
+// returnAwardLocked gives back a job's place under its award (it failed:
+// not paid).
+func (d *dispatch) returnAwardLocked(a *award) {
+	if a != nil {
+		a.left++
+	}
 }
 
 // ack signs the acknowledgement of a delivered result (nil without a

@@ -120,7 +120,8 @@ type Award struct {
 	// added to what it had.
 	Budget int
 	// Capacity is how many jobs in all the worker's bids will take (its
-	// MaxJobs, summed over its bids): Extend stays within it.
+	// MaxJobs, summed over its bids): Extend stays within it. 0 leaves it
+	// as it was.
 	Capacity int
 	Slots    int           // jobs it runs at once (≥ 1)
 	EstJob   time.Duration // its estimate of one job's run time
@@ -197,8 +198,8 @@ type Machine struct {
 	head    int
 	workers map[string]*mworker
 	nextOrd int
-	asking  bool // an AskBids round is under way
-	rounds  int  // rounds asked since the last progress (MaxRounds)
+	asking  bool  // an AskBids round is under way
+	rounds  int   // rounds asked since the last progress (MaxRounds)
 	running bool  // Begin was called: plan asks for budget
 	why     error // the last BidsDone's account of failures
 	pooled  int
@@ -281,7 +282,10 @@ func (m *Machine) Award(worker string, a Award) []Effect {
 	w.gone = false
 	w.pending = 0
 	w.budget += max(a.Budget, 0)
-	w.capacity = max(a.Capacity, w.budget)
+	if a.Capacity > 0 {
+		w.capacity = a.Capacity
+	}
+	w.capacity = max(w.capacity, w.budget)
 	w.slots = max(a.Slots, 1)
 	if a.EstJob > 0 {
 		w.est = a.EstJob
