@@ -52,6 +52,13 @@ type ClientConfig struct {
 	// Discovery is how workers are found: authority (then the overlay when
 	// too few answer), dht, flood, or all.
 	Discovery string `yaml:"discovery"`
+	// HangFactor and HangGrace: a job sent to a worker is hung, and goes
+	// to another worker, HangFactor times its expected wait (the bid's
+	// per-job estimate × its place in the worker's queue / slots) plus
+	// HangGrace after it was sent (defaults 4 and 10s). The first result
+	// wins; the other is neither used nor acknowledged.
+	HangFactor float64       `yaml:"hang_factor"`
+	HangGrace  time.Duration `yaml:"hang_grace"`
 }
 
 // WorkerConfig configures the worker role.
@@ -172,6 +179,9 @@ func (c *Config) Validate() error {
 	case "", "auto", "server", "client":
 	default:
 		return fmt.Errorf("%w: dht_mode %q (want auto, server or client)", ErrConfig, c.DHTMode)
+	}
+	if c.Client.HangFactor < 0 || c.Client.HangGrace < 0 {
+		return fmt.Errorf("%w: client.hang_factor and client.hang_grace must not be negative", ErrConfig)
 	}
 	switch c.Client.Discovery {
 	case "", "authority", "dht", "flood", "all":

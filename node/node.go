@@ -188,6 +188,9 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 		if n.Account != nil {
 			copts = append(copts, client.WithPayer(n.Account))
 		}
+		if cfg.Client.HangFactor > 0 || cfg.Client.HangGrace > 0 {
+			copts = append(copts, client.WithHangDetection(cfg.Client.HangFactor, cfg.Client.HangGrace))
+		}
 		copts = append(copts, n.reputation(&o)...) // reputation.go
 		copts = append(copts, o.clientOpt...)
 		n.Client = client.New(h, key, o.log, copts...)

@@ -41,7 +41,7 @@ type dispatch struct {
 	offers   map[peer.ID]Offer // each worker's latest bid
 	outcomes []Outcome
 	ended    []bool
-	first    []time.Time // first dispatch of each job
+	first    []time.Time   // first dispatch of each job
 	changed  chan struct{} // closed and replaced on every state change
 	running  map[peer.ID]bool
 	lastErr  map[peer.ID]error
@@ -410,6 +410,7 @@ func retryable(err error) bool {
 // paid): a failure, a bad receipt or a result that lost to another
 // attempt is not.
 func (d *dispatch) result(worker peer.ID, idx int, aw *award, r *pb.JobResult, conn string) bool {
+	now := d.c.o.now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	w := d.name(worker)
@@ -420,17 +421,17 @@ func (d *dispatch) result(worker peer.ID, idx int, aw *award, r *pb.JobResult, c
 		if retryable(err) { // another worker might do it: this one's failure
 			d.c.o.rep.Failed(worker, 1)
 		}
-		d.applyLocked(d.m.Result(w, idx, schedule.Outcome{Err: err, Retryable: retryable(err)}))
+		d.applyLocked(d.m.Result(w, idx, schedule.Outcome{At: now, Err: err, Retryable: retryable(err)}))
 		return false
 	}
 	if err := d.checkReceipt(worker, idx, r); err != nil {
 		d.returnAwardLocked(aw)
 		d.c.log.Emit(events.Event{Kind: events.Error, Peer: w, Series: d.s.ID, Job: r.JobId, Err: err.Error()})
 		d.c.o.rep.Failed(worker, 1)
-		d.applyLocked(d.m.Result(w, idx, schedule.Outcome{Err: err, Retryable: true}))
+		d.applyLocked(d.m.Result(w, idx, schedule.Outcome{At: now, Err: err, Retryable: true}))
 		return false
 	}
-	effs := d.m.Result(w, idx, schedule.Outcome{OK: true})
+	effs := d.m.Result(w, idx, schedule.Outcome{At: now, OK: true})
 	won := false
 	for _, e := range effs {
 		if e.Kind == schedule.Finish && e.Job == idx && e.Reason == nil {

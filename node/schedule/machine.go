@@ -133,11 +133,12 @@ type Config struct {
 	MaxAttempts int // attempts that may fail (or be lost) before a job fails; < 1 counts as 1
 	// MaxWorkers caps the workers ever given jobs (0: no cap).
 	MaxWorkers int
-	// A job sent to a worker is overdue at sent + EstJob × ceil(position /
-	// slots), position counting the jobs open at that worker; it is hung
-	// HangFactor times that wait (default 4) plus HangGrace (default 10 s)
-	// after it was sent. DefaultEst stands in for a bid without estimate
-	// (default 1 s).
+	// A job sent to a worker is overdue (a backup may run it near the
+	// end) at sent + EstJob × ceil(position / slots), position counting the
+	// jobs open at that worker. It is hung HangFactor × EstJob (default 4)
+	// plus HangGrace (default 10 s) after it was sent or the worker last
+	// answered, whichever is later. DefaultEst stands in for a bid without
+	// estimate (default 1 s).
 	HangFactor float64
 	HangGrace  time.Duration
 	DefaultEst time.Duration
@@ -161,7 +162,6 @@ type attempt struct {
 	worker   string
 	sent     time.Time
 	overdue  time.Time // expected finish
-	deadline time.Time // hung after this
 	hung     bool      // past its deadline: the job was reissued
 }
 
@@ -184,7 +184,8 @@ type mworker struct {
 	est      time.Duration
 	open     int // open attempts
 	gone     bool
-	hung     bool // has a hung attempt and delivered nothing since
+	hung     bool      // has a hung attempt and delivered nothing since
+	progress time.Time // its last answer
 	started  bool // ever given budget
 }
 
@@ -383,8 +384,10 @@ func (m *Machine) plan(eff []Effect) []Effect {
 		m.asking = true
 		return append(eff, Effect{Kind: AskBids, N: need})
 	}
-	if m.anyTaker() {
-		return eff // those with budget work on; plan runs again as it ends
+	if m.anyTaker() || m.anyHung() {
+		// Those with budget work on, or a hung worker may yet answer (or
+		// its connection drop): plan runs again as that happens.
+		return eff
 	}
 	// Fresh rounds brought nobody to take the pooled jobs: they fail,
 	// except those a hung worker may still finish, which wait for it.
@@ -407,6 +410,15 @@ func (m *Machine) plan(eff []Effect) []Effect {
 		}
 	}
 	return eff
+}
+
+func (m *Machine) anyHung() bool {
+	for _, w := range m.workers {
+		if !w.gone && w.hung {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *Machine) pendingAny() bool {
@@ -505,8 +517,7 @@ func (m *Machine) start(id int, name string, w *mworker, now time.Time, backup b
 		est = m.cfg.DefaultEst
 	}
 	wait := est * time.Duration((w.open+w.slots-1)/w.slots)
-	j.open = append(j.open, attempt{worker: name, sent: now, overdue: now.Add(wait),
-		deadline: now.Add(time.Duration(float64(wait)*m.cfg.HangFactor) + m.cfg.HangGrace)})
+	j.open = append(j.open, attempt{worker: name, sent: now, overdue: now.Add(wait)})
 	return Effect{Kind: Send, Worker: name, Job: id, Backup: backup}
 }
 
@@ -527,6 +538,7 @@ func (m *Machine) drop(id int, worker string) bool {
 
 // Outcome is what a worker returned for a job.
 type Outcome struct {
+	At        time.Time // when it arrived
 	OK        bool
 	Err       error // when !OK
 	Retryable bool  // when !OK: another attempt may succeed
@@ -546,6 +558,9 @@ func (m *Machine) Result(worker string, id int, o Outcome) []Effect {
 	had := m.drop(id, worker)
 	if w := m.workers[worker]; w != nil {
 		w.hung = false // it answers: alive again
+		if o.At.After(w.progress) {
+			w.progress = o.At
+		}
 		if had && !o.OK {
 			w.spent-- // not paid: its budget covers another job
 		}
@@ -668,13 +683,28 @@ func (m *Machine) Tick(now time.Time) []Effect {
 			continue
 		}
 		for i := range j.open {
-			a := &j.open[i]
-			if !a.hung && now.After(a.deadline) {
+			if a := &j.open[i]; !a.hung && now.After(m.deadline(a)) {
 				m.hang(a.worker)
 			}
 		}
 	}
 	return m.plan(nil)
+}
+
+// deadline is when attempt a counts as hung: HangFactor job estimates plus
+// HangGrace after it was sent or its worker last answered, whichever is
+// later. A slow worker that keeps answering is not hung; a stopped one is.
+func (m *Machine) deadline(a *attempt) time.Time {
+	w := m.workers[a.worker]
+	est := w.est
+	if est <= 0 {
+		est = m.cfg.DefaultEst
+	}
+	base := a.sent
+	if w.progress.After(base) {
+		base = w.progress
+	}
+	return base.Add(time.Duration(float64(est)*m.cfg.HangFactor) + m.cfg.HangGrace)
 }
 
 func (m *Machine) hang(worker string) {

@@ -22,8 +22,8 @@ import (
 //	begin
 //	award w=<w> budget=<n> cap=<n> [slots=<s>] [est=<d>]
 //	pull w=<w> [t=<d>] [n=<max pulls>]   pulls until nothing comes (at most n)
-//	ok w=<w> job=<j>
-//	fail w=<w> job=<j> [final] [reason=<text>]
+//	ok w=<w> job=<j> [t=<d>]
+//	fail w=<w> job=<j> [final] [reason=<text>] [t=<d>]
 //	gone w=<w> [reason=<text>]
 //	tick t=<d>
 //	bids-done [reason=<text>]
@@ -89,13 +89,13 @@ func TestMachine(t *testing.T) {
 					eff = append(eff, e...)
 				}
 			case "ok":
-				eff = m.Result(str("w", ""), num("job", -1), Outcome{OK: true})
+				eff = m.Result(str("w", ""), num("job", -1), Outcome{OK: true, At: t0.Add(dur("t", 0))})
 			case "fail":
 				r := reason()
 				if r == nil {
 					r = errors.New("failed")
 				}
-				eff = m.Result(str("w", ""), num("job", -1), Outcome{Err: r, Retryable: !d.HasArg("final")})
+				eff = m.Result(str("w", ""), num("job", -1), Outcome{Err: r, Retryable: !d.HasArg("final"), At: t0.Add(dur("t", 0))})
 			case "gone":
 				eff = m.WorkerFailed(str("w", ""), reason())
 			case "tick":
@@ -214,7 +214,7 @@ func FuzzMachine(f *testing.F) {
 			case 1, 2:
 				eff = m.Pull(w, now)
 			case 3:
-				eff = m.Result(w, arg%12, Outcome{OK: true})
+				eff = m.Result(w, arg%12, Outcome{OK: true, At: now})
 			case 4:
 				eff = m.Result(w, arg%12, Outcome{Err: errors.New("x"), Retryable: arg%2 == 0})
 			case 5:
