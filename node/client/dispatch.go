@@ -219,6 +219,8 @@ func (d *dispatch) applyLocked(effs []schedule.Effect) {
 				defer d.aux.Done()
 				d.askBids(d.ctx, e.N)
 			}()
+		case schedule.Hung:
+			d.c.log.Emit(events.Event{Kind: "worker_hung", Peer: id.String(), Series: d.s.ID})
 		case schedule.Cancel:
 			d.cancels++
 			d.c.log.Emit(events.Event{Kind: "job_cancelled", Peer: id.String(), Series: d.s.ID, Job: d.s.Jobs[e.Job].ID})

@@ -62,6 +62,9 @@ const (
 	Cancel
 	// Finish: Job ended: done by Worker, or failed with Reason.
 	Finish
+	// Hung: Worker made no progress past a job's deadline; its open jobs
+	// were reissued (for the log: nothing to do).
+	Hung
 )
 
 func (k EffectKind) String() string {
@@ -76,6 +79,8 @@ func (k EffectKind) String() string {
 		return "cancel"
 	case Finish:
 		return "finish"
+	case Hung:
+		return "hung"
 	}
 	return fmt.Sprintf("effect(%d)", uint8(k))
 }
@@ -104,6 +109,8 @@ func (e Effect) String() string {
 		return fmt.Sprintf("ask-bids for %d", e.N)
 	case Cancel:
 		return fmt.Sprintf("cancel %d at %s", e.Job, e.Worker)
+	case Hung:
+		return fmt.Sprintf("hung %s", e.Worker)
 	case Finish:
 		if e.Reason != nil {
 			return fmt.Sprintf("finish %d failed after %d: %v", e.Job, e.Attempts, e.Reason)
@@ -159,10 +166,10 @@ const (
 )
 
 type attempt struct {
-	worker   string
-	sent     time.Time
-	overdue  time.Time // expected finish
-	hung     bool      // past its deadline: the job was reissued
+	worker  string
+	sent    time.Time
+	overdue time.Time // expected finish
+	hung    bool      // past its deadline: the job was reissued
 }
 
 type mjob struct {
@@ -186,7 +193,7 @@ type mworker struct {
 	gone     bool
 	hung     bool      // has a hung attempt and delivered nothing since
 	progress time.Time // its last answer
-	started  bool // ever given budget
+	started  bool      // ever given budget
 }
 
 func (w *mworker) free() int { return max(0, w.budget-w.spent) }
@@ -677,6 +684,7 @@ func (m *Machine) WorkerFailed(worker string, why error) []Effect {
 // each of its open jobs without a second attempt goes back to the pool
 // while the hung attempt stays open (the first result wins).
 func (m *Machine) Tick(now time.Time) []Effect {
+	var eff []Effect
 	for id := range m.jobs {
 		j := &m.jobs[id]
 		if j.state != jOpen {
@@ -684,11 +692,12 @@ func (m *Machine) Tick(now time.Time) []Effect {
 		}
 		for i := range j.open {
 			if a := &j.open[i]; !a.hung && now.After(m.deadline(a)) {
+				eff = append(eff, Effect{Kind: Hung, Worker: a.worker})
 				m.hang(a.worker)
 			}
 		}
 	}
-	return m.plan(nil)
+	return m.plan(eff)
 }
 
 // deadline is when attempt a counts as hung: HangFactor job estimates plus
