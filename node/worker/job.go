@@ -200,6 +200,13 @@ func (js *jobStream) job(req *pb.JobRequest) error {
 	if res.GetMemoryBytes() > s.o.maxMemory {
 		return js.fail(req, protocols.Errorf(pb.ErrorCode_MEMORY_TOO_SMALL, "job wants %d MiB, limit %d MiB", res.GetMemoryBytes()>>20, s.o.maxMemory>>20))
 	}
+	if r := s.kept.get(js.client, req); r != nil {
+		// Finished before, for this client (a run it lost in a crash):
+		// the kept result and its receipt, under the award that paid
+		// for it then; nothing runs and nothing is counted again.
+		s.log.Emit(events.Event{Kind: "job_collected", Peer: js.client.String(), Series: req.SeriesId, Job: req.JobId})
+		return js.reply(&pb.JobStreamReply{Msg: &pb.JobStreamReply_Result{Result: r}})
+	}
 	if err := s.useAward(js.client, req.BidId, req.Price); err != nil {
 		return js.fail(req, err)
 	}
@@ -266,6 +273,7 @@ func (js *jobStream) run(ex exec.Executor, req *pb.JobRequest) error {
 	if s.o.payee != nil {
 		s.o.payee.Receipt(js.client, rcpt)
 	}
+	s.kept.put(js.client, req, r)
 	s.log.Emit(events.Event{Kind: events.JobFinished, Peer: js.client.String(), Series: req.SeriesId, Job: req.JobId,
 		Price: req.Price, Attrs: map[string]any{"ms": out.Duration.Milliseconds(), "exit": out.ExitCode}})
 	return js.reply(reply)

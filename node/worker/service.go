@@ -38,6 +38,7 @@ type Service struct {
 	queued    atomic.Int64  // jobs accepted and not finished (running + waiting for a slot)
 	estJobNs  atomic.Int64  // moving average of job run time
 	capacity  *Capacity     // the wonk, kept current (capacity.go)
+	kept      *keptResults  // finished results, for a resumed client to collect (kept.go)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -148,7 +149,7 @@ func New(h host.Host, key crypto.PrivKey, executors []exec.Executor, log *events
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{h: h, key: key, log: log, o: o, executors: map[string]exec.Executor{},
 		slots: make(chan struct{}, o.slots), ctx: ctx, cancel: cancel, capacity: capacity,
-		bids: map[string]*openBid{}, regs: map[peer.ID]time.Time{}, loops: map[peer.ID]bool{}, kick: make(chan struct{})}
+		bids: map[string]*openBid{}, regs: map[peer.ID]time.Time{}, loops: map[peer.ID]bool{}, kick: make(chan struct{}), kept: newKept()}
 	for _, e := range executors {
 		s.executors[e.Name()] = e
 	}
