@@ -26,7 +26,9 @@ type keptKey struct {
 	job    [32]byte // sha256 of the request without its seq, bid and price
 }
 
-type keptResults struct{ lru *expirable.LRU[keptKey, *pb.JobResult] }
+type keptResults struct {
+	lru *expirable.LRU[keptKey, *pb.JobResult]
+}
 
 func newKept() *keptResults {
 	return &keptResults{lru: expirable.NewLRU[keptKey, *pb.JobResult](keptMax, nil, keptFor)}
