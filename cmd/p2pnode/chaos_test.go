@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -163,6 +164,34 @@ func (n *chaosNet) check() (done int) {
 	return len(n.done)
 }
 
+// runs counts, over the workers' event logs, the results handed back from
+// those kept (job_collected) and the jobs that ran to the end at more than
+// one worker or more than once.
+func (n *chaosNet) runs() (collected, twice int) {
+	ran := map[string]int{}
+	for _, w := range n.workers {
+		data, _ := os.ReadFile(filepath.Join(w.dir, node.EventsFile))
+		for _, l := range strings.Split(string(data), "\n") {
+			var e struct{ Kind, Job string }
+			if json.Unmarshal([]byte(l), &e) != nil {
+				continue
+			}
+			switch e.Kind {
+			case "job_collected":
+				collected++
+			case "job_finished":
+				ran[e.Job]++
+			}
+		}
+	}
+	for _, k := range ran {
+		if k > 1 {
+			twice++
+		}
+	}
+	return collected, twice
+}
+
 // logged reports whether the client's event log has an event of kind.
 func (n *chaosNet) logged(kind string) bool {
 	deadline := time.Now().Add(5 * time.Second) // the log is flushed every 200 ms
@@ -298,7 +327,17 @@ func TestChaos(t *testing.T) {
 				t.Fatalf("the series ended (%v) although its client was to be killed", err)
 			}
 			n.cl.start()
-			return n.submit(context.Background(), true, nil)
+			if err := n.submit(context.Background(), true, nil); err != nil {
+				return err
+			}
+			// The jobs the dead run had sent were collected from the
+			// workers that kept their results, not run again.
+			collected, twice := n.runs()
+			t.Logf("resume: %d results collected from the workers, %d jobs ran twice", collected, twice)
+			if collected == 0 {
+				t.Error("no result of the dead run was collected")
+			}
+			return nil
 		}},
 		{"authority SIGKILL and restart", func(t *testing.T, n *chaosNet) error {
 			var once sync.Once

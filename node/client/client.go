@@ -122,6 +122,11 @@ type Series struct {
 	Retries    int
 	MaxWorkers int       // 0: all that bid
 	Deadline   time.Time // zero: none
+	// Affinity maps jobs (indexes in Jobs) that a crashed run of this
+	// series sent to a worker to that worker: a resumed run offers them to
+	// it first, and it hands back the results it kept instead of running
+	// (and being paid for) them again.
+	Affinity map[int]peer.ID
 }
 
 // Job is one job of a series.
@@ -219,6 +224,9 @@ type Hooks struct {
 	OnBids func(cands []Candidate, offers []Offer, declines []Decline)
 	// OnOutcome is called once per job, as it ends.
 	OnOutcome func(Outcome)
+	// OnSend is called as a job is sent to a worker (a resumed run's
+	// Series.Affinity is made of them).
+	OnSend func(job int, worker peer.ID)
 }
 
 // Run discovers workers, collects bids, dispatches every job and returns
@@ -260,6 +268,7 @@ func (c *Client) Run(ctx context.Context, s *Series, hooks Hooks) (*Report, erro
 		return rep, &NoBidsError{Candidates: len(cands), Declines: rep.Declines}
 	}
 	d := newDispatch(c, s, req, hash, rep.Offers, hooks.OnOutcome)
+	d.onSend = hooks.OnSend
 	rep.Outcomes, err = d.run(ctx)
 	if serr := c.o.rep.Save(); serr != nil {
 		c.log.Emit(events.Event{Kind: events.Error, Series: s.ID, Err: serr.Error()})

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -35,6 +36,7 @@ type dispatch struct {
 	req       *pb.BidRequest // the series' bid request, for fresh rounds
 	hash      [32]byte
 	onOutcome func(Outcome)
+	onSend    func(int, peer.ID)
 
 	mu       sync.Mutex // guards the fields below
 	m        *schedule.Machine
@@ -117,6 +119,41 @@ func (d *dispatch) allocate() (map[string]int, error) {
 	return schedule.Allocate(d.bids(skip), len(d.s.Jobs), d.s.MaxPrice, d.s.Strategy)
 }
 
+// affine makes room in the allocation for the jobs a crashed run sent to
+// each worker that bid again (Series.Affinity), within its bid, taking
+// them from the workers given most.
+func (d *dispatch) affine(alloc map[string]int) {
+	want := map[peer.ID]int{}
+	for _, id := range d.s.Affinity {
+		if _, ok := d.offers[id]; ok {
+			want[id]++
+		}
+	}
+	ids := slices.Sorted(maps.Keys(want))
+	wanted := map[string]bool{}
+	for _, id := range ids {
+		wanted[id.String()] = true
+	}
+	for _, id := range ids {
+		k := id.String()
+		short := min(want[id], int(d.offers[id].Bid.MaxJobs)) - alloc[k]
+		for short > 0 {
+			from := ""
+			for w, n := range alloc {
+				if w != k && !wanted[w] && n > 0 && (from == "" || n > alloc[from] || (n == alloc[from] && w < from)) {
+					from = w
+				}
+			}
+			if from == "" {
+				break
+			}
+			alloc[from]--
+			alloc[k]++
+			short--
+		}
+	}
+}
+
 // tickEvery is how often dispatch tells the machine the time: hung
 // workers are noticed and idle workers look for backups this often.
 const tickEvery = 200 * time.Millisecond
@@ -126,6 +163,7 @@ func (d *dispatch) run(ctx context.Context) ([]Outcome, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
+	d.affine(alloc)
 	var chosen, spare []peer.ID
 	for id := range d.offers {
 		if alloc[id.String()] > 0 {
@@ -143,8 +181,17 @@ func (d *dispatch) run(ctx context.Context) ([]Outcome, error) {
 		return nil, err // nothing dispatched
 	}
 	d.run0 = d.c.o.now()
+	var aff map[int]string
+	for j, id := range d.s.Affinity {
+		if _, ok := d.offers[id]; ok {
+			if aff == nil {
+				aff = map[int]string{}
+			}
+			aff[j] = d.name(id)
+		}
+	}
 	d.m = schedule.NewMachine(schedule.Config{Jobs: len(d.s.Jobs), MaxAttempts: d.s.Retries + 1, MaxWorkers: d.s.MaxWorkers,
-		HangFactor: d.c.o.hangFactor, HangGrace: d.c.o.hangGrace})
+		HangFactor: d.c.o.hangFactor, HangGrace: d.c.o.hangGrace, Affinity: aff})
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -369,6 +416,9 @@ func (d *dispatch) next(ctx context.Context, worker peer.ID, broken <-chan struc
 			d.held[worker]++
 			if d.first[e.Job].IsZero() {
 				d.first[e.Job] = d.c.o.now()
+			}
+			if d.onSend != nil {
+				d.onSend(e.Job, worker) // under d.mu, like onOutcome
 			}
 			if e.Backup {
 				d.c.log.Emit(events.Event{Kind: "job_backup", Peer: worker.String(), Series: d.s.ID, Job: d.s.Jobs[e.Job].ID})

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/p2pjobs/p2pnode/node/client"
 	"github.com/p2pjobs/p2pnode/node/series"
 	"github.com/p2pjobs/p2pnode/protocols"
@@ -97,9 +98,19 @@ func RunSpec(ctx context.Context, c *client.Client, req SubmitRequest, builtins 
 		if err != nil {
 			return nil, err
 		}
+		sent, err := Sent(dir)
+		if err != nil {
+			return nil, err
+		}
 		kept := s.Jobs[:0]
 		for _, j := range s.Jobs {
 			if !done[j.ID] {
+				if w, ok := sent[j.ID]; ok {
+					if s.Affinity == nil {
+						s.Affinity = map[int]peer.ID{}
+					}
+					s.Affinity[len(kept)] = w
+				}
 				kept = append(kept, j)
 			}
 		}
@@ -114,10 +125,18 @@ func RunSpec(ctx context.Context, c *client.Client, req SubmitRequest, builtins 
 	if err != nil {
 		return nil, err
 	}
+	sl, err := openSent(dir, req.Resume)
+	if err != nil {
+		_ = rw.Close()
+		return nil, err
+	}
 	var werr error
 	rep, err := c.Run(ctx, s, client.Hooks{
 		OnBids: func(cands []client.Candidate, offers []client.Offer, declines []client.Decline) {
 			emit(Message{Kind: "bids", Bids: BidsOf(len(cands), offers, declines)})
+		},
+		OnSend: func(j int, w peer.ID) {
+			werr = errors.Join(werr, sl.add(s.Jobs[j].ID, w))
 		},
 		OnOutcome: func(o client.Outcome) {
 			werr = errors.Join(werr, rw.Write(o))
@@ -125,7 +144,7 @@ func RunSpec(ctx context.Context, c *client.Client, req SubmitRequest, builtins 
 			emit(Message{Kind: "outcome", Outcome: &l})
 		},
 	})
-	werr = errors.Join(werr, rw.Close())
+	werr = errors.Join(werr, rw.Close(), sl.Close())
 	if err != nil {
 		return rep, err
 	}

@@ -151,6 +151,11 @@ type Config struct {
 	DefaultEst time.Duration
 	// NoBackups turns off backup attempts of overdue jobs near the end.
 	NoBackups bool
+	// Affinity names, for some jobs, the worker that ran them in a run
+	// that crashed: it is offered them first (it hands back the result it
+	// kept instead of running them again), and others take them only when
+	// it cannot (gone, hung, or out of budget).
+	Affinity map[int]string
 	// MaxRounds caps the AskBids rounds in a row that bring no progress
 	// (default 2); then jobs no worker takes fail with ErrNoWorkers.
 	MaxRounds int
@@ -206,10 +211,12 @@ type Machine struct {
 	head    int
 	workers map[string]*mworker
 	nextOrd int
-	asking  bool  // an AskBids round is under way
-	rounds  int   // rounds asked since the last progress (MaxRounds)
-	running bool  // Begin was called: plan asks for budget
-	why     error // the last BidsDone's account of failures
+	asking  bool             // an AskBids round is under way
+	rounds  int              // rounds asked since the last progress (MaxRounds)
+	aff     map[int]string   // job -> worker it is offered to first; until first sent
+	affq    map[string][]int // worker -> its affinity jobs, in order
+	running bool             // Begin was called: plan asks for budget
+	why     error            // the last BidsDone's account of failures
 	pooled  int
 	open    int // jobs with open attempts
 	ended   int
@@ -234,6 +241,19 @@ func NewMachine(cfg Config) *Machine {
 	m := &Machine{cfg: cfg, jobs: make([]mjob, cfg.Jobs), pool: make([]int, cfg.Jobs), workers: map[string]*mworker{}, pooled: cfg.Jobs}
 	for i := range m.pool {
 		m.pool[i] = i
+	}
+	m.aff, m.affq = map[int]string{}, map[string][]int{}
+	ids := make([]int, 0, len(cfg.Affinity))
+	for id := range cfg.Affinity {
+		if id >= 0 && id < cfg.Jobs {
+			ids = append(ids, id)
+		}
+	}
+	sort.Ints(ids)
+	for _, id := range ids {
+		w := cfg.Affinity[id]
+		m.aff[id] = w
+		m.affq[w] = append(m.affq[w], id)
 	}
 	return m
 }
@@ -456,6 +476,16 @@ func (m *Machine) Pull(worker string, now time.Time) []Effect {
 	if w == nil || w.gone || w.hung || w.free() <= 0 || m.Finished() {
 		return nil
 	}
+	q := m.affq[worker]
+	for len(q) > 0 {
+		id := q[0]
+		q = q[1:]
+		if j := &m.jobs[id]; j.state == jPooled && !j.openAt(worker) && m.aff[id] == worker {
+			m.affq[worker] = q
+			return []Effect{m.take(id, worker, w, now)}
+		}
+	}
+	delete(m.affq, worker)
 	for m.head < len(m.pool) && m.jobs[m.pool[m.head]].state != jPooled {
 		m.head++
 	}
@@ -465,16 +495,13 @@ func (m *Machine) Pull(worker string, now time.Time) []Effect {
 	for i := m.head; i < len(m.pool); i++ {
 		id := m.pool[i]
 		j := &m.jobs[id]
-		if j.state != jPooled || j.openAt(worker) || (j.failedOn[worker] && m.someoneElse(j, worker)) {
+		if j.state != jPooled || j.openAt(worker) || (j.failedOn[worker] && m.someoneElse(j, worker)) || m.heldFor(id, worker) {
 			continue
 		}
 		if i == m.head {
 			m.head++
 		}
-		m.pooled--
-		m.open++
-		j.state = jOpen
-		return []Effect{m.start(id, worker, w, now, len(j.open) > 0)}
+		return []Effect{m.take(id, worker, w, now)}
 	}
 	if m.cfg.NoBackups || w.open > 0 || m.pooled > 0 {
 		return nil
@@ -502,6 +529,27 @@ func (j *mjob) openAt(worker string) bool {
 		}
 	}
 	return false
+}
+
+// take starts a pooled job at worker.
+func (m *Machine) take(id int, name string, w *mworker, now time.Time) Effect {
+	j := &m.jobs[id]
+	m.pooled--
+	m.open++
+	j.state = jOpen
+	delete(m.aff, id)
+	return m.start(id, name, w, now, len(j.open) > 0)
+}
+
+// heldFor: job id waits for the worker it has affinity with, which is not
+// worker and can take it (live, not hung, with budget or more coming).
+func (m *Machine) heldFor(id int, worker string) bool {
+	a, ok := m.aff[id]
+	if !ok || a == worker {
+		return false
+	}
+	w := m.workers[a]
+	return w != nil && !w.gone && !w.hung && (w.free() > 0 || w.pending > 0)
 }
 
 // someoneElse: a live worker other than worker that has not failed j.

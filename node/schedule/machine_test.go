@@ -18,7 +18,7 @@ import (
 //
 // Commands (t: time since the start; w: worker):
 //
-//	new jobs=<n> attempts=<k> [max-workers=<m>] [factor=<f>] [grace=<d>] [est=<d>] [rounds=<r>] [no-backups]
+//	new jobs=<n> attempts=<k> [affinity=<job>:<w>,...] [max-workers=<m>] [factor=<f>] [grace=<d>] [est=<d>] [rounds=<r>] [no-backups]
 //	begin
 //	award w=<w> budget=<n> cap=<n> [slots=<s>] [est=<d>]
 //	pull w=<w> [t=<d>] [n=<max pulls>]   pulls until nothing comes (at most n)
@@ -71,7 +71,15 @@ func TestMachine(t *testing.T) {
 			var eff []Effect
 			switch d.Cmd {
 			case "new":
-				m = NewMachine(Config{Jobs: num("jobs", 0), MaxAttempts: num("attempts", 1), MaxWorkers: num("max-workers", 0),
+				aff := map[int]string{}
+				for _, kv := range strings.Split(str("affinity", ""), ",") {
+					if k, v, ok := strings.Cut(kv, ":"); ok {
+						var id int
+						fmt.Sscan(k, &id)
+						aff[id] = v
+					}
+				}
+				m = NewMachine(Config{Affinity: aff, Jobs: num("jobs", 0), MaxAttempts: num("attempts", 1), MaxWorkers: num("max-workers", 0),
 					HangFactor: float64(num("factor", 0)), HangGrace: dur("grace", 0), DefaultEst: dur("est", 0),
 					MaxRounds: num("rounds", 0), NoBackups: d.HasArg("no-backups")})
 				ended = map[int]int{}

@@ -1,0 +1,88 @@
+package runner
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// SentFile is the journal of which worker each job was sent to
+// (results/<series>/sent.jsonl): after a crash, --resume offers the jobs
+// not done to the worker they were sent to, which hands back the result it
+// kept instead of running the job, and being paid for it, again.
+const SentFile = "sent.jsonl"
+
+type sentLine struct {
+	Job    string `json:"job"`
+	Worker string `json:"worker"`
+}
+
+// sentLog appends to the sent journal: one write per line, no buffer, so
+// that a client killed at any moment leaves every line it sent on disk but
+// the one being written.
+type sentLog struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+func openSent(dir string, resume bool) (*sentLog, error) {
+	flags := os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	if !resume {
+		flags |= os.O_TRUNC
+	}
+	f, err := os.OpenFile(filepath.Join(dir, SentFile), flags, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("runner: sent journal: %w", err)
+	}
+	if resume {
+		_, _ = f.Write([]byte("\n")) // end a line torn by a crash
+	}
+	return &sentLog{f: f}, nil
+}
+
+func (l *sentLog) add(job string, worker peer.ID) error {
+	b, err := json.Marshal(sentLine{Job: job, Worker: worker.String()})
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, err = l.f.Write(append(b, '\n'))
+	return err
+}
+
+func (l *sentLog) Close() error { return l.f.Close() }
+
+// Sent reads dir's sent journal: the worker each job was last sent to. A
+// missing journal is empty; torn or foreign lines are skipped.
+func Sent(dir string) (map[string]peer.ID, error) {
+	f, err := os.Open(filepath.Join(dir, SentFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return map[string]peer.ID{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("runner: sent journal: %w", err)
+	}
+	defer f.Close()
+	out := map[string]peer.ID{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 4<<10), 64<<10)
+	for sc.Scan() {
+		var l sentLine
+		if json.Unmarshal(sc.Bytes(), &l) != nil || l.Job == "" {
+			continue
+		}
+		id, err := peer.Decode(l.Worker)
+		if err != nil {
+			continue
+		}
+		out[l.Job] = id
+	}
+	return out, sc.Err()
+}
