@@ -198,6 +198,7 @@ type mworker struct {
 	gone     bool
 	hung     bool      // has a hung attempt and delivered nothing since
 	progress time.Time // its last answer
+	scanned  time.Time // its last look for a backup to run
 	started  bool      // ever given budget
 }
 
@@ -466,6 +467,9 @@ func (m *Machine) sorted() []string {
 	return names
 }
 
+// backupScanEvery spaces an idle worker's looks for a job to back up.
+const backupScanEvery = 100 * time.Millisecond
+
 // Pull is the event "worker has room for one more job" at now. The
 // effects hold at most one Send to worker: a pooled job it may take (not
 // one it failed on while another worker has not), or, when the pool is
@@ -503,9 +507,10 @@ func (m *Machine) Pull(worker string, now time.Time) []Effect {
 		}
 		return []Effect{m.take(id, worker, w, now)}
 	}
-	if m.cfg.NoBackups || w.open > 0 || m.pooled > 0 {
+	if m.cfg.NoBackups || w.open > 0 || m.pooled > 0 || now.Sub(w.scanned) < backupScanEvery {
 		return nil
 	}
+	w.scanned = now // the scan is O(jobs): not on every wake-up of an idle worker
 	best, bestAt := -1, time.Time{}
 	for id := range m.jobs {
 		j := &m.jobs[id]
