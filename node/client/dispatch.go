@@ -339,20 +339,21 @@ func (d *dispatch) askBids(ctx context.Context, n int) {
 	d.applyLocked(d.m.BidsDone(why))
 }
 
-// noWorkerError says why a fresh round brought nobody.
+// noWorkerError says why a fresh round brought nobody, on one line (it
+// ends up in each failed job's reason).
 func (d *dispatch) noWorkerError(discErr error, cands int, declines []Decline) error {
-	var errs []error
+	parts := []string{fmt.Sprintf("%d workers found, %d declined", cands, len(declines))}
 	if discErr != nil {
-		errs = append(errs, discErr)
+		parts = append(parts, discErr.Error())
 	}
-	errs = append(errs, fmt.Errorf("%d workers found, %d declined", cands, len(declines)))
 	for _, dc := range declines {
-		errs = append(errs, fmt.Errorf("%s: %w", short(dc.Worker), dc.Err))
+		parts = append(parts, short(dc.Worker)+": "+dc.Err.Error())
 	}
-	for id, e := range d.lastErr {
-		errs = append(errs, fmt.Errorf("%s failed: %w", short(id), e))
+	ids := slices.Sorted(maps.Keys(d.lastErr))
+	for _, id := range ids {
+		parts = append(parts, short(id)+" failed: "+d.lastErr[id].Error())
 	}
-	return errors.Join(errs...)
+	return errors.New(strings.Join(strings.Fields(strings.Join(parts, "; ")), " "))
 }
 
 func short(id peer.ID) string {

@@ -140,6 +140,39 @@ func TestWorkerVanishes(t *testing.T) {
 	}
 }
 
+// TestAllWorkersVanish: the only worker dies mid-series. The client asks
+// for a fresh round of discovery and bids, nobody answers, and the jobs
+// left fail with a reason that says so (not a bare stream error); the
+// jobs done before stay done.
+func TestAllWorkersVanish(t *testing.T) {
+	_, ws, cl := network(t, 1)
+	s := piSeries(20)
+	var once sync.Once
+	var killed sync.WaitGroup
+	killed.Add(1)
+	rep := run(t, cl, s, client.Hooks{OnOutcome: func(o client.Outcome) {
+		if o.Err == nil {
+			once.Do(func() { go func() { defer killed.Done(); _ = ws[0].Close() }() })
+		}
+	}})
+	killed.Wait()
+	done, noWorker := 0, 0
+	for _, o := range rep.Outcomes {
+		switch {
+		case o.Err == nil:
+			done++
+		case errors.Is(o.Err, schedule.ErrNoWorkers):
+			noWorker++
+		default:
+			t.Errorf("%s: %v, want done or %v", o.ID, o.Err, schedule.ErrNoWorkers)
+		}
+	}
+	if done == 0 || noWorker == 0 || done+noWorker != len(s.Jobs) {
+		t.Fatalf("%d done, %d failed for want of workers, of %d", done, noWorker, len(s.Jobs))
+	}
+	t.Logf("%d done, %d failed: %v", done, noWorker, rep.Outcomes[len(s.Jobs)-1].Err)
+}
+
 // TestBidVersionNegotiation: a worker that speaks only bid/1.0.0 and a
 // client that speaks only bid/1.0.0 both complete jobs against new peers;
 // new against new chooses 1.1.0.
