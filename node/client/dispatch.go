@@ -58,7 +58,6 @@ type dispatch struct {
 	aux      sync.WaitGroup       // extensions and bid rounds
 	ctx      context.Context      // for extensions and bid rounds: ends when the series does
 	wctx     context.Context      // for worker streams
-	run0     time.Time
 }
 
 func newDispatch(c *Client, s *Series, req *pb.BidRequest, hash [32]byte, offers []Offer, onOutcome func(Outcome)) *dispatch {
@@ -180,7 +179,6 @@ func (d *dispatch) run(ctx context.Context) ([]Outcome, error) {
 	if err := d.reserve(ctx, chosen, alloc); err != nil {
 		return nil, err // nothing dispatched
 	}
-	d.run0 = d.c.o.now()
 	var aff map[int]string
 	for j, id := range d.s.Affinity {
 		if _, ok := d.offers[id]; ok {
@@ -723,7 +721,9 @@ func (d *dispatch) worker(ctx context.Context, id peer.ID) error {
 	}
 	select {
 	case <-broken:
-		if err := <-readErr; err != nil && all {
+		// A stream that broke with lost attempts in flight after the
+		// series ended is no failure; before, it is.
+		if err := <-readErr; err != nil && (all || !isClosed(d.finished)) {
 			return err
 		}
 		_ = st.Close()
