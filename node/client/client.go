@@ -267,6 +267,7 @@ func (c *Client) Run(ctx context.Context, s *Series, hooks Hooks) (*Report, erro
 	if len(rep.Offers) == 0 {
 		return rep, &NoBidsError{Candidates: len(cands), Declines: rep.Declines}
 	}
+	c.refundExpired(ctx)
 	d := newDispatch(c, s, req, hash, rep.Offers, hooks.OnOutcome)
 	d.onSend = hooks.OnSend
 	rep.Outcomes, err = d.run(ctx)

@@ -23,6 +23,33 @@ type Payer interface {
 	Ack(sr *pb.SignedReceipt) (hash, sig []byte, err error)
 }
 
+// refunder is a Payer that can take back the unpaid rest of its expired
+// escrows (ledgersvc.Account).
+type refunder interface {
+	RefundExpired(ctx context.Context) (uint64, error)
+}
+
+// refundExpired takes back, before a series, what expired escrows of
+// earlier series (a crashed run's among them: the account rebuilds its
+// escrows from its chain) did not pay out: a client that only runs
+// `submit` would otherwise never ask, as only a long-running node's
+// refund loop does. Best effort: a failure is logged, the series runs.
+func (c *Client) refundExpired(ctx context.Context) {
+	r, ok := c.o.payer.(refunder)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	got, err := r.RefundExpired(ctx)
+	if err != nil {
+		c.log.Emit(events.Event{Kind: events.Error, Err: "refund expired escrow: " + err.Error()})
+	}
+	if got > 0 {
+		c.log.Emit(events.Event{Kind: "escrow_refunded", Attrs: map[string]any{"points": got}})
+	}
+}
+
 // WithPayer makes the client pay for the jobs it awards.
 func WithPayer(p Payer) Option { return func(o *options) { o.payer = p } }
 

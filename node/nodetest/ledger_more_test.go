@@ -236,3 +236,50 @@ func TestLedgerForkReported(t *testing.T) {
 		return false
 	})
 }
+
+// TestSeriesReclaimsExpiredEscrow: a client whose node does not run long
+// enough for its refund loop (a plain `submit`, or a run that crashed)
+// takes back the unpaid rest of its expired escrows when it starts its
+// next series.
+func TestSeriesReclaimsExpiredEscrow(t *testing.T) {
+	auth := ledgerAuthority(t, nil, 100, nil)
+	a := []string{nodetest.Addr(auth)}
+	ledgerNode(t, []string{node.RoleWorker}, a, 3)
+	cl := nodetest.StartWith(t, func(c *node.Config) {
+		c.Roles, c.Bootstrap = []string{node.RoleClient}, a
+	}, withLedger(t), fastSettle, node.WithLedgerAccountOptions(ledgersvc.WithRefundEvery(time.Hour)),
+		node.WithClientOptions(client.WithEscrowTTL(time.Second)))
+	nodetest.WaitFor(t, 10*time.Second, "registration", func() bool { return auth.Authority.Workers() == 1 })
+	series := func(id string, args ...[]string) {
+		t.Helper()
+		s := &client.Series{ID: id, Executor: "wasm", Module: wasm.Pi, Strategy: schedule.Balanced,
+			Resources: &pb.Resources{MemoryBytes: 64 << 20, TimeoutMs: 500}}
+		for i, a := range args {
+			s.Jobs = append(s.Jobs, client.Job{ID: fmt.Sprintf("job-%d", i), Args: a})
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := cl.Client.Run(ctx, s, client.Hooks{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ok := []string{"-samples", "100", "-out", ""}
+	series("first", ok, []string{"-loop"}) // the looping job is not paid: its 3 points stay in escrow
+	refunds := func() (n uint64) {
+		for _, b := range cl.Account.Chain() {
+			if b.Kind == pb.BlockKind_BLOCK_TRANSFER_IN && peer.ID(b.Counterparty) == auth.Host.ID() && b.Amount != 100 {
+				n += b.Amount
+			}
+		}
+		return n
+	}
+	if got := refunds(); got != 0 {
+		t.Fatalf("refunded %d before expiry", got)
+	}
+	expired := time.Now().Add(time.Second + 100*time.Millisecond) // the escrow was locked before: TTL 1 s
+	nodetest.WaitFor(t, 10*time.Second, "the escrow's expiry", func() bool { return time.Now().After(expired) })
+	series("second", ok)
+	if got := refunds(); got != 3 {
+		t.Fatalf("refunded %d at the next series' start, want the 3 points of the unpaid job", got)
+	}
+}
