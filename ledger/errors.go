@@ -51,6 +51,9 @@ var (
 	// ErrEscrowsOpen: the old home refuses a hand-over while it holds
 	// escrow the account locked that is not yet released or refunded.
 	ErrEscrowsOpen = errors.New("ledger: hand-over refused while escrows are open")
+	// ErrLockTooShort: an escrow lock expiring sooner than the notary's
+	// minimum lock lifetime.
+	ErrLockTooShort = errors.New("ledger: escrow lock expires too soon")
 )
 
 // BlockError names the block where validation failed.
@@ -96,7 +99,7 @@ func Code(err error) pb.ErrorCode {
 		return pb.ErrorCode_NOT_FOUND
 	case errors.Is(err, ErrGrantRefused):
 		return pb.ErrorCode_RATE_LIMITED
-	case errors.Is(err, ErrBadRequest):
+	case errors.Is(err, ErrBadRequest), errors.Is(err, ErrLockTooShort):
 		return pb.ErrorCode_BAD_REQUEST
 	default:
 		return pb.ErrorCode_LEDGER_INVALID_BLOCK

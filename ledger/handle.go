@@ -50,6 +50,12 @@ func Handle(n *Notary, chains ChainReader, req *pb.LedgerRequest, from peer.ID, 
 		}
 		out, err = n.Register(r.Register, from, now)
 	case *pb.LedgerRequest_Countersign:
+		if b := r.Countersign.GetBlock(); b != nil && peer.ID(b.Account) != from {
+			// Only the owner asks for its blocks: anyone else sending
+			// one (a replay of a block it saw) is refused, typed.
+			err = fmt.Errorf("%w: only the owner submits its blocks", ErrNotOperator)
+			break
+		}
 		out, err = n.Countersign(r.Countersign, now)
 	case *pb.LedgerRequest_GetHead:
 		resp.Head, err = n.Head(peer.ID(r.GetHead.GetAccount()))
@@ -92,6 +98,9 @@ func Handle(n *Notary, chains ChainReader, req *pb.LedgerRequest, from peer.ID, 
 	}
 	if resp.Blocks == nil {
 		resp.Blocks = out.Blocks
+		if len(out.Reply) > 0 {
+			resp.Blocks = out.Reply
+		}
 	}
 	return resp, out
 }

@@ -17,6 +17,9 @@ import (
 // filed receipt before it is paid without its acknowledgement.
 const DefaultDisputeWindow = 10 * time.Minute
 
+// DefaultMinLockLifetime is the shortest escrow lock a notary accepts.
+const DefaultMinLockLifetime = 30 * time.Second
+
 // GrantPolicy gives new accounts points at registration. Off when Amount is
 // zero (the default). Each identity gets at most one grant per PerIdentity
 // (zero: once ever); at most MaxPerHour grants are given per hour in total.
@@ -36,6 +39,11 @@ type NotaryConfig struct {
 	Operators     []peer.ID
 	DisputeWindow time.Duration
 	Grant         GrantPolicy
+	// MinLockLifetime: an ESCROW_LOCK must expire at least this long
+	// after the notary sees it (default DefaultMinLockLifetime), so that
+	// a worker has time to run and settle before the client can take the
+	// points back. A negative value turns the check off (tests only).
+	MinLockLifetime time.Duration
 }
 
 // Note is notary state that is not a block: a receipt filed for payment
@@ -58,6 +66,15 @@ type Output struct {
 	Settlements []*pb.Settlement
 	Notes       []*Note
 	Evidence    *pb.ForkEvidence
+	// Reply holds blocks decided and persisted before, returned again to
+	// a retried request (its original answer). It is not persisted: the
+	// caller only waits until what was queued before it is durable.
+	Reply []*pb.Block
+}
+
+// Empty reports whether there is nothing to persist.
+func (o Output) Empty() bool {
+	return len(o.Blocks) == 0 && len(o.Settlements) == 0 && len(o.Notes) == 0 && o.Evidence == nil
 }
 
 // SettleResult says what happened to each claim of a Settle request.
@@ -71,6 +88,9 @@ type account struct {
 	st      ChainState
 	refs    MapRefs
 	digests [][]byte // per seq: sha256 of the owner-signed bytes and signature
+	// mine[seq]: this notary countersigned the block (a retry of it is
+	// answered again; a block another home countersigned is not).
+	mine    []bool
 	refused bool
 }
 
@@ -106,6 +126,7 @@ type Notary struct {
 	trust     TrustSet
 	operators map[peer.ID]bool
 	window    time.Duration
+	minLock   time.Duration
 	grant     GrantPolicy
 
 	mu sync.Mutex
@@ -128,7 +149,7 @@ func NewNotary(cfg NotaryConfig) (*Notary, error) {
 	}
 	n := &Notary{
 		key: cfg.Key, id: id, trust: NewTrustSet(id), operators: map[peer.ID]bool{id: true},
-		window: cfg.DisputeWindow, grant: cfg.Grant,
+		window: cfg.DisputeWindow, minLock: cfg.MinLockLifetime, grant: cfg.Grant,
 		accounts: map[peer.ID]*account{}, escrows: map[EscrowKey]*escrow{},
 		receipts: map[string]*receiptState{}, granted: map[peer.ID]int64{},
 	}
@@ -140,6 +161,9 @@ func NewNotary(cfg NotaryConfig) (*Notary, error) {
 	}
 	if n.window <= 0 {
 		n.window = DefaultDisputeWindow
+	}
+	if n.minLock == 0 {
+		n.minLock = DefaultMinLockLifetime
 	}
 	return n, nil
 }
@@ -158,24 +182,50 @@ func ownerDigest(b *pb.Block) []byte {
 }
 
 // applyLocked validates b against the account's state and applies it.
+// An escrow lock this notary countersigned opens its escrow, unless the
+// escrow is known already (an account moving back to a former home
+// brings its old locks with it: they must not be opened again). When
+// restoring, the authority's own release and refund blocks debit the
+// escrows they name; a line that debits an unknown escrow or more than it
+// holds is a store that fails the audit: refused.
 func (n *Notary) applyLocked(a *account, b *pb.Block) error {
-	if err := a.st.Apply(b, n.trust, a.refs); err != nil {
+	if n.restoring && (b.Kind == pb.BlockKind_BLOCK_ESCROW_RELEASE || b.Kind == pb.BlockKind_BLOCK_ESCROW_REFUND) && peer.ID(b.Account) == n.id {
+		need := map[EscrowKey]uint64{}
+		for _, l := range b.Lines {
+			if l == nil {
+				return ErrMalformed
+			}
+			k := EscrowKey{peer.ID(l.Client), l.Escrow}
+			e := n.escrows[k]
+			if e == nil {
+				return fmt.Errorf("%w: %s/%s", ErrUnknownEscrow, k.Client, k.Escrow)
+			}
+			s, err := add(need[k], l.Amount)
+			if err != nil {
+				return err
+			}
+			if s > e.remaining {
+				return fmt.Errorf("%w: escrow %s/%s holds %d, lines debit %d", ErrOverdraft, k.Client, k.Escrow, e.remaining, s)
+			}
+			need[k] = s
+		}
+		if err := a.st.Apply(b, n.trust, a.refs); err != nil {
+			return err
+		}
+		for k, amt := range need {
+			n.escrows[k].remaining -= amt
+		}
+	} else if err := a.st.Apply(b, n.trust, a.refs); err != nil {
 		return err
 	}
 	a.digests = append(a.digests, ownerDigest(b))
+	a.mine = append(a.mine, peer.ID(b.Notary) == n.id)
 	if b.Kind == pb.BlockKind_BLOCK_ESCROW_LOCK && peer.ID(b.Notary) == n.id {
 		k := EscrowKey{peer.ID(b.Account), b.Reference}
-		n.escrows[k] = &escrow{
-			client: k.Client, worker: peer.ID(b.Counterparty), id: b.Reference,
-			expiresMs: b.ExpiresMs, remaining: b.Amount, jobs: map[string]bool{},
-		}
-	}
-	// Settle and Refund debit escrows themselves; replaying the own chain
-	// does it here.
-	if n.restoring && (b.Kind == pb.BlockKind_BLOCK_ESCROW_RELEASE || b.Kind == pb.BlockKind_BLOCK_ESCROW_REFUND) && peer.ID(b.Account) == n.id {
-		for _, l := range b.Lines {
-			if e := n.escrows[EscrowKey{peer.ID(l.Client), l.Escrow}]; e != nil {
-				e.remaining -= min(l.Amount, e.remaining)
+		if n.escrows[k] == nil {
+			n.escrows[k] = &escrow{
+				client: k.Client, worker: peer.ID(b.Counterparty), id: b.Reference,
+				expiresMs: b.ExpiresMs, remaining: b.Amount, jobs: map[string]bool{},
 			}
 		}
 	}

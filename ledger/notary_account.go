@@ -12,10 +12,16 @@ import (
 
 // Register opens an account homed here: req.Chain is the owner-signed
 // genesis naming this authority, or a whole chain arriving by hand-over
-// (its last home must be this authority). from is the authenticated remote
-// peer. The Output holds the countersigned genesis and, when the grant
-// policy gives one, the authority's MINT and TRANSFER_OUT to the account
-// (which the account claims with TRANSFER_IN).
+// (its last block is the HANDOVER to this authority). from is the
+// authenticated remote peer. The Output holds the countersigned genesis
+// and, when the grant policy gives one, the authority's MINT and
+// TRANSFER_OUT to the account (which the account claims with TRANSFER_IN).
+//
+// A request is judged in full before anything changes: a retry gets its
+// original answer in Output.Reply and persists nothing; a chain this
+// notary already holds, or one carrying blocks it countersigned but does
+// not hold, is refused. Nothing of an arriving chain is ever applied
+// twice, so no escrow is opened again.
 func (n *Notary) Register(req *pb.RegisterAccountRequest, from peer.ID, now time.Time) (Output, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -24,68 +30,105 @@ func (n *Notary) Register(req *pb.RegisterAccountRequest, from peer.ID, now time
 		return Output{}, fmt.Errorf("%w: empty chain", ErrBadRequest)
 	}
 	acct := peer.ID(chain[0].Account)
-	if old := n.accounts[acct]; old != nil {
-		if old.refused {
-			return Output{}, ErrAccountRefused
-		}
-		if len(chain) == 1 && len(old.digests) > 0 && bytes.Equal(old.digests[0], ownerDigest(chain[0])) && old.st.Seq == 0 {
-			g := Clone(chain[0])
-			if err := Countersign(g, n.key); err != nil {
-				return Output{}, err
-			}
-			return Output{Blocks: []*pb.Block{g}}, nil // retry
-		}
-		if len(chain) == 1 {
-			return Output{}, ErrAccountExists
-		}
+	old := n.accounts[acct]
+	if old != nil && old.refused {
+		return Output{}, ErrAccountRefused
 	}
 	if len(chain) == 1 {
-		g := Clone(chain[0])
-		if peer.ID(g.Authority) != n.id {
-			return Output{}, fmt.Errorf("%w: genesis names another home", ErrWrongNotary)
-		}
-		if err := Countersign(g, n.key); err != nil {
-			return Output{}, err
-		}
-		a := &account{refs: MapRefs{}}
-		if err := n.applyLocked(a, g); err != nil {
-			return Output{}, blockErr(g, err)
-		}
-		n.accounts[acct] = a
-		out := Output{Blocks: []*pb.Block{g}}
-		if n.grantAllowedLocked(acct, now) {
-			more, err := n.mintToLocked(acct, n.grant.Amount, "grant", now)
-			if err != nil {
-				return Output{}, err
-			}
-			out.Blocks = append(out.Blocks, more...)
-		}
-		return out, nil
+		return n.registerGenesisLocked(chain[0], old, now)
 	}
-	// Arrival by hand-over: the whole chain, verified.
+	// Arrival by hand-over. 1: the chain verifies on its own; nothing of
+	// the notary's state is touched.
+	var st ChainState
+	for _, b := range chain {
+		if err := st.Apply(b, n.trust, MapRefs{}); err != nil {
+			return Output{}, blockErr(b, err)
+		}
+	}
+	last := chain[len(chain)-1]
+	if st.Home != n.id || last.Kind != pb.BlockKind_BLOCK_HANDOVER {
+		return Output{}, fmt.Errorf("%w: a chain arrives by its hand-over to this authority as its last block", ErrWrongNotary)
+	}
+	// 2: against what this notary holds of the account.
+	start := uint64(0) // the first seq this notary does not hold
+	if old != nil {
+		common := min(old.st.Seq, st.Seq)
+		if !bytes.Equal(old.digests[common], ownerDigest(chain[common])) {
+			return Output{}, blockErr(chain[common], fmt.Errorf("%w: the chain differs from the one held here", ErrStaleHead))
+		}
+		if st.Seq <= old.st.Seq {
+			if old.st.Home == n.id && st.Seq == old.st.Seq {
+				// Arrived before and nothing since: a retry.
+				return Output{Reply: cloneBlocks(chain)}, nil
+			}
+			return Output{}, blockErr(last, fmt.Errorf("%w: hand-over already taken", ErrReplay))
+		}
+		if old.st.Home == n.id {
+			return Output{}, blockErr(chain[old.st.Seq+1], fmt.Errorf("%w: blocks after the head this home knows", ErrStaleHead))
+		}
+		start = old.st.Seq + 1 // back to a former home
+	}
+	for _, b := range chain[start:] {
+		if peer.ID(b.Notary) == n.id {
+			// Countersigned here, yet not held here: never re-applied.
+			return Output{}, blockErr(b, fmt.Errorf("%w: block countersigned here before", ErrReplay))
+		}
+	}
+	// 3: install. Every check passed; applying cannot fail, and locks this
+	// notary countersigned before stay as they are (applyLocked).
 	a := &account{refs: MapRefs{}}
 	for _, b := range chain {
 		if err := n.applyLocked(a, b); err != nil {
 			return Output{}, blockErr(b, err)
 		}
 	}
-	if a.st.Home != n.id {
-		return Output{}, fmt.Errorf("%w: chain is not handed over to this authority", ErrWrongNotary)
+	n.accounts[acct] = a
+	return Output{Blocks: cloneBlocks(chain[start:])}, nil
+}
+
+// registerGenesisLocked opens a new account from its genesis, or answers
+// a retried registration again.
+func (n *Notary) registerGenesisLocked(genesis *pb.Block, old *account, now time.Time) (Output, error) {
+	acct := peer.ID(genesis.Account)
+	g := Clone(genesis)
+	g.Notary, g.NotarySig = nil, nil
+	if peer.ID(g.Authority) != n.id {
+		return Output{}, fmt.Errorf("%w: genesis names another home", ErrWrongNotary)
 	}
-	if old := n.accounts[acct]; old != nil {
-		switch {
-		case old.st.Home == n.id && old.st.Seq >= a.st.Seq && bytes.Equal(old.digests[a.st.Seq], a.digests[a.st.Seq]):
-			return Output{}, nil // arrived before: a retry
-		case old.st.Seq >= a.st.Seq || !bytes.Equal(old.digests[old.st.Seq], a.digests[old.st.Seq]):
-			return Output{}, ErrStaleHead
+	if old != nil {
+		if len(old.digests) > 0 && old.mine[0] && bytes.Equal(old.digests[0], ownerDigest(g)) && old.st.Seq == 0 {
+			if err := Countersign(g, n.key); err != nil { // Ed25519: the same signature again
+				return Output{}, err
+			}
+			return Output{Reply: []*pb.Block{g}}, nil // retry
 		}
-		// Back to a former home: its store holds the chain up to where
-		// it handed the account over.
-		n.accounts[acct] = a
-		return Output{Blocks: chain[old.st.Seq+1:]}, nil
+		return Output{}, ErrAccountExists
+	}
+	if err := Countersign(g, n.key); err != nil {
+		return Output{}, err
+	}
+	a := &account{refs: MapRefs{}}
+	if err := n.applyLocked(a, g); err != nil {
+		return Output{}, blockErr(g, err)
 	}
 	n.accounts[acct] = a
-	return Output{Blocks: chain}, nil
+	out := Output{Blocks: []*pb.Block{Clone(g)}}
+	if n.grantAllowedLocked(acct, now) {
+		more, err := n.mintToLocked(acct, n.grant.Amount, "grant", now)
+		if err != nil {
+			return Output{}, err
+		}
+		out.Blocks = append(out.Blocks, more...)
+	}
+	return out, nil
+}
+
+func cloneBlocks(bs []*pb.Block) []*pb.Block {
+	out := make([]*pb.Block, len(bs))
+	for i, b := range bs {
+		out[i] = Clone(b)
+	}
+	return out
 }
 
 func (n *Notary) grantAllowedLocked(id peer.ID, now time.Time) bool {

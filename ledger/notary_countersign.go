@@ -15,8 +15,11 @@ import (
 // head+1, prev = head hash) and keeps the balance non-negative; a
 // TRANSFER_IN must come with its source out-block, countersigned (or
 // authored) by a trusted authority, paid to this account and not claimed
-// before. A block already countersigned is countersigned again (retries are
-// idempotent); a different owner-signed block at a known seq is a fork: the
+// before; an ESCROW_LOCK must live at least the minimum lock lifetime
+// (ErrLockTooShort). A block this notary already countersigned is answered
+// again in Output.Reply (a retry gets its original answer and persists
+// nothing); one that another home countersigned is refused (ErrReplay); a
+// different owner-signed block at a known seq is a fork: the
 // Output carries the evidence, the error is ErrFork and the account is
 // refused from then on (ErrAccountRefused).
 func (n *Notary) Countersign(req *pb.CountersignRequest, now time.Time) (Output, error) {
@@ -49,10 +52,17 @@ func (n *Notary) Countersign(req *pb.CountersignRequest, now time.Time) (Output,
 			return Output{}, blockErr(c, err)
 		}
 		if bytes.Equal(a.digests[c.Seq], ownerDigest(c)) {
+			if !a.mine[c.Seq] {
+				// Countersigned by the home of its time: a second
+				// countersignature here would be a second block.
+				return Output{}, blockErr(c, fmt.Errorf("%w: block countersigned by another authority", ErrReplay))
+			}
+			// A retry: the original answer (Ed25519 signs
+			// deterministically: the same bytes), nothing to persist.
 			if err := Countersign(c, n.key); err != nil {
 				return Output{}, err
 			}
-			return Output{Blocks: []*pb.Block{c}}, nil
+			return Output{Reply: []*pb.Block{c}}, nil
 		}
 		a.refused = true
 		ev := &pb.ForkEvidence{Second: Clone(b), DetectedMs: now.UnixMilli()}
@@ -70,6 +80,9 @@ func (n *Notary) Countersign(req *pb.CountersignRequest, now time.Time) (Output,
 	case pb.BlockKind_BLOCK_ESCROW_LOCK:
 		if n.escrows[EscrowKey{peer.ID(c.Account), c.Reference}] != nil {
 			return Output{}, blockErr(c, ErrReplay)
+		}
+		if n.minLock > 0 && c.ExpiresMs-now.UnixMilli() < n.minLock.Milliseconds() {
+			return Output{}, blockErr(c, fmt.Errorf("%w: expires in %dms, the minimum is %s", ErrLockTooShort, c.ExpiresMs-now.UnixMilli(), n.minLock))
 		}
 	case pb.BlockKind_BLOCK_HANDOVER:
 		if !n.trust.Has(peer.ID(c.Authority)) {

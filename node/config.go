@@ -85,6 +85,10 @@ type AuthorityConfig struct {
 	Grant GrantConfig `yaml:"grant"`
 	// DisputeWindow: an unacknowledged receipt is paid after this (default 10m).
 	DisputeWindow time.Duration `yaml:"dispute_window"`
+	// MinLockLifetime: the notary refuses an escrow lock that expires
+	// sooner than this after it sees it (default 30s), so that a client
+	// cannot take its points back before the worker could settle.
+	MinLockLifetime time.Duration `yaml:"min_lock_lifetime"`
 	// Relay limits for the circuit relay v2 service.
 	RelayDuration     time.Duration `yaml:"relay_duration"`
 	RelayData         int64         `yaml:"relay_data"`
@@ -204,8 +208,8 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: authority.trust %q: %w", ErrConfig, t, err)
 		}
 	}
-	if c.Authority.Grant.MaxPerHour < 0 || c.Authority.DisputeWindow < 0 {
-		return fmt.Errorf("%w: authority.grant.max_per_hour and authority.dispute_window must not be negative", ErrConfig)
+	if c.Authority.Grant.MaxPerHour < 0 || c.Authority.DisputeWindow < 0 || c.Authority.MinLockLifetime < 0 {
+		return fmt.Errorf("%w: authority.grant.max_per_hour, authority.dispute_window and authority.min_lock_lifetime must not be negative", ErrConfig)
 	}
 	if c.Worker.Slots < 0 || c.Worker.MaxQueue < 0 {
 		return fmt.Errorf("%w: worker.slots and worker.max_queue must not be negative", ErrConfig)
@@ -270,6 +274,7 @@ const defaultConfigYAML = `# p2pnode configuration. Flags given on the command l
 #     per_identity: 0s          # 0 = once per identity, ever
 #     max_per_hour: 0           # 0 = no cap
 #   dispute_window: 10m         # an unacknowledged receipt is paid after this
+#   min_lock_lifetime: 30s      # the shortest escrow lock the notary accepts
 # client:
 #   discovery: authority        # authority | dht | flood | all
 # ledger:

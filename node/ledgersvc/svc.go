@@ -190,7 +190,9 @@ func (s *Service) do(ctx context.Context, req *pb.LedgerRequest, from peer.ID) *
 	}
 	resp, out := ledger.Handle(s.n, s.store, req, from, s.o.now())
 	var p *pending
-	if len(out.Blocks) > 0 || len(out.Notes) > 0 || len(out.Settlements) > 0 || out.Evidence != nil {
+	// A retry's answer (out.Reply) persists nothing, but it is sent only
+	// after what was queued before it is durable: it waits its turn.
+	if !out.Empty() || len(out.Reply) > 0 {
 		p = &pending{out: out, done: make(chan error, 1)}
 		s.qmu.Lock()
 		s.queue = append(s.queue, p)
@@ -298,7 +300,10 @@ func (s *Service) commitQueued() {
 				merged.Evidence = p.out.Evidence
 			}
 		}
-		err := s.store.Commit(merged)
+		var err error
+		if !merged.Empty() {
+			err = s.store.Commit(merged)
+		}
 		if err == nil {
 			for _, p := range group {
 				p.done <- nil

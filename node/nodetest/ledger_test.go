@@ -40,6 +40,7 @@ func ledgerAuthority(t testing.TB, key crypto.PrivKey, grant uint64, edit func(*
 		c.Roles = []string{node.RoleAuthority}
 		c.Authority.Grant = node.GrantConfig{Amount: grant}
 		c.Authority.DisputeWindow = time.Second
+		c.Authority.MinLockLifetime = 500 * time.Millisecond // tests refund after a second
 		if edit != nil {
 			edit(c)
 		}
