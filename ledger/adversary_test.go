@@ -150,6 +150,12 @@ func (w *world) noRise(before map[peer.ID]uint64) {
 	}
 }
 
+// sALast is the last block A stored of account id.
+func (w *world) sALast(id peer.ID) *pb.Block {
+	c := Must(w.sA.Chain(id, 0, 0))
+	return c[len(c)-1]
+}
+
 func (w *world) cs(n *ledger.Notary, s *ledger.MemStore, b *pb.Block) *pb.Block {
 	w.t.Helper()
 	return side{w, s}.ok(n.Countersign(&pb.CountersignRequest{Block: b}, w.now)).Blocks[0]
@@ -231,6 +237,44 @@ func TestAdversaryLedger(t *testing.T) {
 			t.Fatalf("replayed genesis: %v", resp.Error)
 		}
 		w.noRise(before)
+	})
+
+	t.Run("genesis_at_second_home", func(t *testing.T) {
+		// One identity opens an account at A and another at B (two
+		// geneses, two chains): every payment is still credited once,
+		// at the home the payer named.
+		w := newWorld(t, nil)
+		cl := w.f.Client
+		xk, _ := Key(t)
+		xa := Must(ledger.NewWallet(xk, w.trust, nil))
+		xb := Must(ledger.NewWallet(xk, w.trust, nil))
+		w.accept(xa, w.a.ok(w.nA.Register(&pb.RegisterAccountRequest{Chain: []*pb.Block{Must(xa.Genesis(w.idA, w.now))}}, xa.ID(), w.now)).Blocks[0])
+		w.accept(xb, w.b.ok(w.nB.Register(&pb.RegisterAccountRequest{Chain: []*pb.Block{Must(xb.Genesis(w.idB, w.now))}}, xb.ID(), w.now)).Blocks[0])
+		// Paid from A, naming no home (the payer's): claimable at A only.
+		out := w.cs(w.nA, w.sA, Must(cl.Transfer(xa.ID(), 30, "p", w.now)))
+		w.accept(cl, out)
+		w.accept(xa, w.a.ok(w.nA.Countersign(Must(xa.Claim(out, w.now)), w.now)).Blocks[0])
+		before := w.audit()
+		_, err := w.b.on(w.nB.Countersign(Must(xb.Claim(out, w.now)), w.now))
+		wantErr(t, err, ledger.ErrWrongNotary)
+		// Paid naming B: A refuses the claim.
+		out2 := w.cs(w.nA, w.sA, Must(cl.TransferTo(xa.ID(), w.idB, 20, "q", w.now)))
+		w.accept(cl, out2)
+		_, err = w.a.on(w.nA.Countersign(Must(xa.Claim(out2, w.now)), w.now))
+		wantErr(t, err, ledger.ErrWrongNotary)
+		w.accept(xb, w.b.ok(w.nB.Countersign(Must(xb.Claim(out2, w.now)), w.now)).Blocks[0])
+		// Neither chain can move to the other's home.
+		_, err = w.a.on(w.nA.Countersign(&pb.CountersignRequest{Block: Must(xa.Handover(w.idB, w.now))}, w.now))
+		if err != nil {
+			t.Fatal(err) // A countersigns its side ...
+		}
+		_, err = w.b.on(w.nB.Register(&pb.RegisterAccountRequest{Chain: append(xa.Blocks(), w.sALast(xa.ID()))}, xa.ID(), w.now))
+		wantErr(t, err, ledger.ErrStaleHead) // ... B holds another chain
+		before[xa.ID()] = 30 // the audit sees one chain per identity: the longer
+		w.noRise(before)
+		if got := xa.State().Balance + xb.State().Balance; got != 50 {
+			t.Fatalf("two homes hold %d for one identity paid 50", got)
+		}
 	})
 
 	t.Run("new_home_countersigns_old_block", func(t *testing.T) {

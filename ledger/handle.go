@@ -73,7 +73,7 @@ func Handle(n *Notary, chains ChainReader, req *pb.LedgerRequest, from peer.ID, 
 		out, err = n.Mint(r.Mint, from, now)
 	case *pb.LedgerRequest_Settle:
 		var res SettleResult
-		out, res, err = n.Settle(r.Settle, now)
+		out, res, err = n.SettleFrom(r.Settle, from, now)
 		resp.Released, resp.Pending = res.Released, res.Pending
 		for _, e := range res.Rejected {
 			if e == nil {

@@ -90,7 +90,10 @@ type account struct {
 	digests [][]byte // per seq: sha256 of the owner-signed bytes and signature
 	// mine[seq]: this notary countersigned the block (a retry of it is
 	// answered again; a block another home countersigned is not).
-	mine    []bool
+	mine []bool
+	// homes: the account's home authorities, now and before a hand-over
+	// (where its out-blocks may be claimed, ClaimHome).
+	homes   map[peer.ID]bool
 	refused bool
 }
 
@@ -220,6 +223,12 @@ func (n *Notary) applyLocked(a *account, b *pb.Block) error {
 	}
 	a.digests = append(a.digests, ownerDigest(b))
 	a.mine = append(a.mine, peer.ID(b.Notary) == n.id)
+	if b.Kind == pb.BlockKind_BLOCK_GENESIS || b.Kind == pb.BlockKind_BLOCK_HANDOVER {
+		if a.homes == nil {
+			a.homes = map[peer.ID]bool{}
+		}
+		a.homes[peer.ID(b.Authority)] = true
+	}
 	if b.Kind == pb.BlockKind_BLOCK_ESCROW_LOCK && peer.ID(b.Notary) == n.id {
 		k := EscrowKey{peer.ID(b.Account), b.Reference}
 		if n.escrows[k] == nil {

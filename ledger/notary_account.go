@@ -114,7 +114,7 @@ func (n *Notary) registerGenesisLocked(genesis *pb.Block, old *account, now time
 	n.accounts[acct] = a
 	out := Output{Blocks: []*pb.Block{Clone(g)}}
 	if n.grantAllowedLocked(acct, now) {
-		more, err := n.mintToLocked(acct, n.grant.Amount, "grant", now)
+		more, err := n.mintToLocked(acct, "", n.grant.Amount, "grant", now)
 		if err != nil {
 			return Output{}, err
 		}
@@ -155,7 +155,9 @@ func (n *Notary) grantAllowedLocked(id peer.ID, now time.Time) bool {
 	return true
 }
 
-func (n *Notary) mintToLocked(to peer.ID, amount uint64, ref string, now time.Time) ([]*pb.Block, error) {
+// mintToLocked mints amount and pays it to to, claimable at home (empty:
+// here).
+func (n *Notary) mintToLocked(to, home peer.ID, amount uint64, ref string, now time.Time) ([]*pb.Block, error) {
 	if amount == 0 || to == n.id {
 		return nil, fmt.Errorf("%w: mint amount or receiver", ErrBadRequest)
 	}
@@ -163,7 +165,7 @@ func (n *Notary) mintToLocked(to peer.ID, amount uint64, ref string, now time.Ti
 	if err != nil {
 		return nil, err
 	}
-	o, err := n.ownBlockLocked(&pb.Block{Kind: pb.BlockKind_BLOCK_TRANSFER_OUT, Amount: amount, Counterparty: []byte(to), Reference: ref}, now)
+	o, err := n.ownBlockLocked(&pb.Block{Kind: pb.BlockKind_BLOCK_TRANSFER_OUT, Amount: amount, Counterparty: []byte(to), Reference: ref, Authority: n.nameHome(home)}, now)
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +188,16 @@ func (n *Notary) Mint(req *pb.MintRequest, from peer.ID, now time.Time) (Output,
 	if len(req.GetReference()) > MaxReferenceLen {
 		return Output{}, fmt.Errorf("%w: reference too long", ErrBadRequest)
 	}
-	blocks, err := n.mintToLocked(to, req.GetAmount(), req.GetReference(), now)
+	var home peer.ID
+	if len(req.GetHome()) > 0 {
+		if home, err = peer.IDFromBytes(req.GetHome()); err != nil || !n.trust.Has(home) {
+			return Output{}, fmt.Errorf("%w: receiver's home is not a trusted authority", ErrBadRequest)
+		}
+	}
+	if ta := n.accounts[to]; home == "" && ta != nil {
+		home = ta.st.Home // it may have moved on from here
+	}
+	blocks, err := n.mintToLocked(to, home, req.GetAmount(), req.GetReference(), now)
 	return Output{Blocks: blocks}, err
 }
 
@@ -204,3 +215,14 @@ func (n *Notary) openEscrowsLocked(client peer.ID) (count int, amount uint64) {
 	}
 	return count, amount
 }
+
+// nameHome is the authority field of an out-block of the authority's own
+// chain paid to an account homed at home: empty when that is here (the
+// writer is the claim home by default, ClaimHome).
+func (n *Notary) nameHome(home peer.ID) []byte {
+	if home == "" || home == n.id {
+		return nil
+	}
+	return []byte(home)
+}
+

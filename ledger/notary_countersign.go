@@ -74,7 +74,7 @@ func (n *Notary) Countersign(req *pb.CountersignRequest, now time.Time) (Output,
 	}
 	switch c.Kind {
 	case pb.BlockKind_BLOCK_TRANSFER_IN:
-		if err := n.checkSource(c, req.GetSource()); err != nil {
+		if err := n.checkSource(a, c, req.GetSource()); err != nil {
 			return Output{}, blockErr(c, err)
 		}
 	case pb.BlockKind_BLOCK_ESCROW_LOCK:
@@ -101,7 +101,7 @@ func (n *Notary) Countersign(req *pb.CountersignRequest, now time.Time) (Output,
 	return Output{Blocks: []*pb.Block{Clone(c)}}, nil
 }
 
-func (n *Notary) checkSource(in, src *pb.Block) error {
+func (n *Notary) checkSource(a *account, in, src *pb.Block) error {
 	if src == nil {
 		return fmt.Errorf("%w: transfer-in without its source", ErrUnknownSource)
 	}
@@ -123,6 +123,10 @@ func (n *Notary) checkSource(in, src *pb.Block) error {
 	if !bytes.Equal(src.Counterparty, in.Account) || src.Amount != in.Amount ||
 		!bytes.Equal(in.Counterparty, src.Account) || in.Reference != HashRef(src) {
 		return ErrTransferMismatch
+	}
+	if h := ClaimHome(src); !a.homes[h] {
+		// Credited once: only the home the payer named takes the claim.
+		return fmt.Errorf("%w: the out-block is claimable at %s only", ErrWrongNotary, h)
 	}
 	return nil
 }

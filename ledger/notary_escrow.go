@@ -16,8 +16,17 @@ import (
 // dispute window ago and not disputed; otherwise it is filed (pending) and
 // its price reserved. Payable claims are batched: one ESCROW_RELEASE per
 // worker on the authority's own chain (reference = hex Merkle root of the
-// receipt hashes, lines per escrow) with its pb.Settlement beside it.
+// receipt hashes, lines per escrow) with its pb.Settlement beside it. The
+// release names the worker's home (req.Home, else the home held here) as
+// the only place to claim it.
 func (n *Notary) Settle(req *pb.SettleRequest, now time.Time) (Output, SettleResult, error) {
+	return n.SettleFrom(req, "", now)
+}
+
+// SettleFrom is Settle for a request from the authenticated peer from:
+// req.Home names the home of from's own releases only, so that no one
+// else can send a worker's payment where the worker cannot claim it.
+func (n *Notary) SettleFrom(req *pb.SettleRequest, from peer.ID, now time.Time) (Output, SettleResult, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var out Output
@@ -27,6 +36,13 @@ func (n *Notary) Settle(req *pb.SettleRequest, now time.Time) (Output, SettleRes
 		hashes [][]byte
 		lines  map[EscrowKey]uint64
 		order  []EscrowKey
+	}
+	var home peer.ID
+	if len(req.GetHome()) > 0 {
+		var err error
+		if home, err = peer.IDFromBytes(req.GetHome()); err != nil || !n.trust.Has(home) {
+			return Output{}, SettleResult{}, fmt.Errorf("%w: worker's home is not a trusted authority", ErrBadRequest)
+		}
 	}
 	byWorker := map[peer.ID]*pay{}
 	var workers []peer.ID
@@ -114,7 +130,14 @@ func (n *Notary) Settle(req *pb.SettleRequest, now time.Time) (Output, SettleRes
 	}
 	for _, w := range workers {
 		p := byWorker[w]
-		b := &pb.Block{Kind: pb.BlockKind_BLOCK_ESCROW_RELEASE, Counterparty: []byte(w), Reference: hex.EncodeToString(MerkleRoot(p.hashes))}
+		var wh peer.ID // the worker's home: as the worker names it, else as held here
+		if from == "" || from == w {
+			wh = home
+		}
+		if wa := n.accounts[w]; wh == "" && wa != nil {
+			wh = wa.st.Home
+		}
+		b := &pb.Block{Kind: pb.BlockKind_BLOCK_ESCROW_RELEASE, Counterparty: []byte(w), Reference: hex.EncodeToString(MerkleRoot(p.hashes)), Authority: n.nameHome(wh)}
 		for _, k := range p.order {
 			b.Lines = append(b.Lines, &pb.EscrowLine{Client: []byte(k.Client), Escrow: k.Escrow, Amount: p.lines[k]})
 			b.Amount += p.lines[k]

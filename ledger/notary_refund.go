@@ -81,7 +81,11 @@ func (n *Notary) Refund(req *pb.RefundRequest, now time.Time) (Output, error) {
 		h := sha256.Sum256(append(RefundConsentBytes(k.Client, k.Escrow, req.Amount), req.WorkerConsent...))
 		ref = "consent:" + hex.EncodeToString(h[:])
 	}
-	b := &pb.Block{Kind: pb.BlockKind_BLOCK_ESCROW_REFUND, Amount: amount, Counterparty: []byte(k.Client), Reference: ref,
+	var home peer.ID // the client's home now (it may have moved since its lock)
+	if ca := n.accounts[k.Client]; ca != nil {
+		home = ca.st.Home
+	}
+	b := &pb.Block{Kind: pb.BlockKind_BLOCK_ESCROW_REFUND, Amount: amount, Counterparty: []byte(k.Client), Reference: ref, Authority: n.nameHome(home),
 		Lines: []*pb.EscrowLine{{Client: []byte(k.Client), Escrow: k.Escrow, Amount: amount}}}
 	rb, err := n.ownBlockLocked(b, now)
 	if err != nil {

@@ -518,8 +518,15 @@ func (a *Account) Lock(ctx context.Context, worker peer.ID, bidID []byte, amount
 }
 
 // Transfer pays amount to another account; it returns the countersigned
-// out-block, which the receiver claims (Claim) at its own home.
+// out-block, which the receiver claims (Claim) at its own home. The block
+// names that home (asked of the trusted authorities once, then cached: a
+// home the receiver has left still takes the claim, as a former home), so
+// that the payment is credited at one home only.
 func (a *Account) Transfer(ctx context.Context, to peer.ID, amount uint64, ref string) (*pb.Block, error) {
+	home, err := a.settle.homeOf(ctx, to)
+	if err != nil {
+		return nil, fmt.Errorf("ledgersvc: transfer: the receiver's home: %w", err)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err := a.readyLocked(ctx); err != nil {
@@ -528,7 +535,7 @@ func (a *Account) Transfer(ctx context.Context, to peer.ID, amount uint64, ref s
 	if have := a.w.State().Balance; amount > have {
 		return nil, &InsufficientFundsError{Need: amount, Have: have}
 	}
-	b, err := a.w.Transfer(to, amount, ref, a.o.now())
+	b, err := a.w.TransferTo(to, home, amount, ref, a.o.now())
 	if err != nil {
 		return nil, fmt.Errorf("ledgersvc: transfer: %w", err)
 	}

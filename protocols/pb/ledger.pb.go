@@ -680,10 +680,13 @@ func (x *GetChainRequest) GetLimit() uint32 {
 }
 
 type MintRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	To            []byte                 `protobuf:"bytes,1,opt,name=to,proto3" json:"to,omitempty"`
-	Amount        uint64                 `protobuf:"varint,2,opt,name=amount,proto3" json:"amount,omitempty"`
-	Reference     string                 `protobuf:"bytes,3,opt,name=reference,proto3" json:"reference,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	To        []byte                 `protobuf:"bytes,1,opt,name=to,proto3" json:"to,omitempty"`
+	Amount    uint64                 `protobuf:"varint,2,opt,name=amount,proto3" json:"amount,omitempty"`
+	Reference string                 `protobuf:"bytes,3,opt,name=reference,proto3" json:"reference,omitempty"`
+	// The receiver's home authority, named in the TRANSFER_OUT: only that
+	// home accepts the claim (empty: this authority).
+	Home          []byte `protobuf:"bytes,4,opt,name=home,proto3" json:"home,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -739,9 +742,19 @@ func (x *MintRequest) GetReference() string {
 	return ""
 }
 
+func (x *MintRequest) GetHome() []byte {
+	if x != nil {
+		return x.Home
+	}
+	return nil
+}
+
 type SettleRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Claims        []*ReceiptClaim        `protobuf:"bytes,1,rep,name=claims,proto3" json:"claims,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Claims []*ReceiptClaim        `protobuf:"bytes,1,rep,name=claims,proto3" json:"claims,omitempty"`
+	// The worker's home authority, named in the ESCROW_RELEASE: only that
+	// home accepts the claim (empty: this authority).
+	Home          []byte `protobuf:"bytes,2,opt,name=home,proto3" json:"home,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -779,6 +792,13 @@ func (*SettleRequest) Descriptor() ([]byte, []int) {
 func (x *SettleRequest) GetClaims() []*ReceiptClaim {
 	if x != nil {
 		return x.Claims
+	}
+	return nil
+}
+
+func (x *SettleRequest) GetHome() []byte {
+	if x != nil {
+		return x.Home
 	}
 	return nil
 }
@@ -1306,13 +1326,15 @@ const file_ledger_proto_rawDesc = "" +
 	"\x0fGetChainRequest\x12\x18\n" +
 	"\aaccount\x18\x01 \x01(\fR\aaccount\x12\x19\n" +
 	"\bfrom_seq\x18\x02 \x01(\x04R\afromSeq\x12\x14\n" +
-	"\x05limit\x18\x03 \x01(\rR\x05limit\"S\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\"g\n" +
 	"\vMintRequest\x12\x0e\n" +
 	"\x02to\x18\x01 \x01(\fR\x02to\x12\x16\n" +
 	"\x06amount\x18\x02 \x01(\x04R\x06amount\x12\x1c\n" +
-	"\treference\x18\x03 \x01(\tR\treference\">\n" +
+	"\treference\x18\x03 \x01(\tR\treference\x12\x12\n" +
+	"\x04home\x18\x04 \x01(\fR\x04home\"R\n" +
 	"\rSettleRequest\x12-\n" +
-	"\x06claims\x18\x01 \x03(\v2\x15.p2pjobs.ReceiptClaimR\x06claims\"~\n" +
+	"\x06claims\x18\x01 \x03(\v2\x15.p2pjobs.ReceiptClaimR\x06claims\x12\x12\n" +
+	"\x04home\x18\x02 \x01(\fR\x04home\"~\n" +
 	"\rRefundRequest\x12\x16\n" +
 	"\x06client\x18\x01 \x01(\fR\x06client\x12\x16\n" +
 	"\x06escrow\x18\x02 \x01(\tR\x06escrow\x12%\n" +
