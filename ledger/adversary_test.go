@@ -270,7 +270,7 @@ func TestAdversaryLedger(t *testing.T) {
 		}
 		_, err = w.b.on(w.nB.Register(&pb.RegisterAccountRequest{Chain: append(xa.Blocks(), w.sALast(xa.ID()))}, xa.ID(), w.now))
 		wantErr(t, err, ledger.ErrStaleHead) // ... B holds another chain
-		before[xa.ID()] = 30 // the audit sees one chain per identity: the longer
+		before[xa.ID()] = 30                 // the audit sees one chain per identity: the longer
 		w.noRise(before)
 		if got := xa.State().Balance + xb.State().Balance; got != 50 {
 			t.Fatalf("two homes hold %d for one identity paid 50", got)

@@ -225,4 +225,3 @@ func (n *Notary) nameHome(home peer.ID) []byte {
 	}
 	return []byte(home)
 }
-

@@ -348,4 +348,3 @@ func ClaimHome(src *pb.Block) peer.ID {
 	}
 	return peer.ID(src.Account)
 }
-
