@@ -84,6 +84,8 @@ func Handle(n *Notary, chains ChainReader, req *pb.LedgerRequest, from peer.ID, 
 		}
 	case *pb.LedgerRequest_Refund:
 		out, err = n.Refund(r.Refund, now)
+	case *pb.LedgerRequest_GetEscrow:
+		resp.Escrow, err = getEscrow(n, chains, r.GetEscrow)
 	case *pb.LedgerRequest_Dispute:
 		out, err = n.Dispute(r.Dispute, now)
 	default:
@@ -104,3 +106,17 @@ func Handle(n *Notary, chains ChainReader, req *pb.LedgerRequest, from peer.ID, 
 	}
 	return resp, out
 }
+
+// getEscrow answers GetEscrow: the escrow's state and its lock block.
+func getEscrow(n *Notary, chains ChainReader, req *pb.GetEscrowRequest) (*pb.EscrowInfo, error) {
+	e, ok := n.Escrow(EscrowKey{peer.ID(req.GetClient()), req.GetEscrow()})
+	if !ok || chains == nil {
+		return nil, ErrUnknownEscrow
+	}
+	bs, err := chains.Chain(e.Key.Client, e.LockSeq, 1)
+	if err != nil || len(bs) != 1 || bs[0].Kind != pb.BlockKind_BLOCK_ESCROW_LOCK || bs[0].Reference != e.Key.Escrow {
+		return nil, fmt.Errorf("%w: lock block not found", ErrUnknownEscrow)
+	}
+	return &pb.EscrowInfo{Lock: bs[0], Remaining: e.Remaining, Reserved: e.Pending + e.Frozen}, nil
+}
+

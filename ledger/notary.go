@@ -101,6 +101,7 @@ type escrow struct {
 	client, worker peer.ID
 	id             string
 	expiresMs      int64
+	lockSeq        uint64 // the ESCROW_LOCK's seq on the client's chain
 	remaining      uint64 // locked minus released and refunded
 	pending        uint64 // reserved for filed receipts
 	frozen         uint64 // reserved for disputed receipts
@@ -234,7 +235,7 @@ func (n *Notary) applyLocked(a *account, b *pb.Block) error {
 		if n.escrows[k] == nil {
 			n.escrows[k] = &escrow{
 				client: k.Client, worker: peer.ID(b.Counterparty), id: b.Reference,
-				expiresMs: b.ExpiresMs, remaining: b.Amount, jobs: map[string]bool{},
+				expiresMs: b.ExpiresMs, lockSeq: b.Seq, remaining: b.Amount, jobs: map[string]bool{},
 			}
 		}
 	}

@@ -157,6 +157,7 @@ type EscrowState struct {
 	Key                        EscrowKey
 	Worker                     peer.ID
 	ExpiresMs                  int64
+	LockSeq                    uint64 // the lock's seq on the client's chain
 	Remaining, Pending, Frozen uint64
 }
 
@@ -168,5 +169,5 @@ func (n *Notary) Escrow(k EscrowKey) (EscrowState, bool) {
 	if e == nil {
 		return EscrowState{}, false
 	}
-	return EscrowState{Key: k, Worker: e.worker, ExpiresMs: e.expiresMs, Remaining: e.remaining, Pending: e.pending, Frozen: e.frozen}, true
+	return EscrowState{Key: k, Worker: e.worker, ExpiresMs: e.expiresMs, LockSeq: e.lockSeq, Remaining: e.remaining, Pending: e.pending, Frozen: e.frozen}, true
 }

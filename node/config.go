@@ -56,12 +56,16 @@ type ClientConfig struct {
 
 // WorkerConfig configures the worker role.
 type WorkerConfig struct {
-	Slots       int               `yaml:"slots"`         // concurrent jobs; 0 = number of CPUs
-	PricePerJob uint64            `yaml:"price_per_job"` // points per job (the minimum when price_per_second is set)
-	MaxMemory   string            `yaml:"max_memory"`    // largest per-job memory, e.g. 512MiB
-	MaxQueue    int               `yaml:"max_queue"`     // jobs accepted beyond the slots before declining
-	Executors   []string          `yaml:"executors"`     // wasm (default); exec needs exec_allow
-	ExecAllow   map[string]string `yaml:"exec_allow"`    // exec executor: name -> absolute program path
+	Slots       int    `yaml:"slots"`         // concurrent jobs; 0 = number of CPUs
+	PricePerJob uint64 `yaml:"price_per_job"` // points per job (the minimum when price_per_second is set)
+	// SettleHorizon: a client's escrow lock must outlive the worker's
+	// first job of an award by this much, so the worker can file its
+	// receipts before the client may take the points back (default 10s).
+	SettleHorizon time.Duration     `yaml:"settle_horizon"`
+	MaxMemory     string            `yaml:"max_memory"` // largest per-job memory, e.g. 512MiB
+	MaxQueue      int               `yaml:"max_queue"`  // jobs accepted beyond the slots before declining
+	Executors     []string          `yaml:"executors"`  // wasm (default); exec needs exec_allow
+	ExecAllow     map[string]string `yaml:"exec_allow"` // exec executor: name -> absolute program path
 	// ModuleCache is where compiled WASM modules are kept ("" =
 	// <data-dir>/modules). Workers on one machine may share one.
 	ModuleCache string `yaml:"module_cache"`
@@ -253,6 +257,7 @@ const defaultConfigYAML = `# p2pnode configuration. Flags given on the command l
 # worker:
 #   slots: 0                    # concurrent jobs (0 = number of CPUs)
 #   price_per_job: 1            # points per job
+#   settle_horizon: 10s         # a client's escrow must outlive the first job by this much
 #   price_per_second: 0         # points per estimated job-second (price_per_job stays the minimum)
 #   load_surcharge: 0           # e.g. 0.5: +50 % when fully loaded
 #   deny: []                    # client peer IDs refused (CLIENT_REFUSED)

@@ -623,3 +623,29 @@ func (a *Account) anyExpired() bool {
 	}
 	return false
 }
+
+// CheckEscrow asks the client's home (which holds its escrows) for the
+// escrow of bid and verifies its lock for this worker
+// (ledger.CheckLock): countersigned by that trusted home, at least need
+// points, expiring after until, with points left. It is the worker's
+// check before the first job of an award.
+func (a *Account) CheckEscrow(ctx context.Context, client peer.ID, bidID []byte, need uint64, until time.Time) (uint64, time.Time, error) {
+	home, err := a.settle.homeOf(ctx, client)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	resp, err := Call(ctx, a.h, home, &pb.LedgerRequest{Req: &pb.LedgerRequest_GetEscrow{GetEscrow: &pb.GetEscrowRequest{Client: []byte(client), Escrow: ledger.EscrowID(bidID)}}})
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	e := resp.GetEscrow()
+	lock := e.GetLock()
+	if err := ledger.CheckLock(lock, ledger.LockCheck{Client: client, Worker: a.id, BidID: bidID, Need: need, Until: until}, a.trust); err != nil {
+		return 0, time.Time{}, err
+	}
+	if peer.ID(lock.Notary) != home || e.GetRemaining() <= e.GetReserved() {
+		return 0, time.Time{}, fmt.Errorf("%w: escrow held elsewhere or used up", ledger.ErrEscrowMismatch)
+	}
+	return lock.Amount, time.UnixMilli(lock.ExpiresMs), nil
+}
+

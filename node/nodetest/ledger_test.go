@@ -51,6 +51,7 @@ func ledgerNode(t testing.TB, roles []string, auths []string, price uint64) *nod
 	t.Helper()
 	return nodetest.StartWith(t, func(c *node.Config) {
 		c.Roles, c.Bootstrap, c.Worker.PricePerJob = roles, auths, price
+		c.Worker.SettleHorizon = time.Second // tests lock for a few seconds
 	}, withLedger(t), fastSettle)
 }
 
