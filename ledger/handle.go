@@ -119,4 +119,3 @@ func getEscrow(n *Notary, chains ChainReader, req *pb.GetEscrowRequest) (*pb.Esc
 	}
 	return &pb.EscrowInfo{Lock: bs[0], Remaining: e.Remaining, Reserved: e.Pending + e.Frozen}, nil
 }
-

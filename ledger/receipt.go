@@ -245,4 +245,3 @@ func CheckLock(lock *pb.Block, c LockCheck, trust TrustSet) error {
 	}
 	return nil
 }
-

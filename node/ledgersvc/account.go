@@ -648,4 +648,3 @@ func (a *Account) CheckEscrow(ctx context.Context, client peer.ID, bidID []byte,
 	}
 	return lock.Amount, time.UnixMilli(lock.ExpiresMs), nil
 }
-
