@@ -634,7 +634,15 @@ func (a *Account) CheckEscrow(ctx context.Context, client peer.ID, bidID []byte,
 	if err != nil {
 		return 0, time.Time{}, err
 	}
-	resp, err := Call(ctx, a.h, home, &pb.LedgerRequest{Req: &pb.LedgerRequest_GetEscrow{GetEscrow: &pb.GetEscrowRequest{Client: []byte(client), Escrow: ledger.EscrowID(bidID)}}})
+	req := &pb.LedgerRequest{Req: &pb.LedgerRequest_GetEscrow{GetEscrow: &pb.GetEscrowRequest{Client: []byte(client), Escrow: ledger.EscrowID(bidID)}}}
+	resp, err := Call(ctx, a.h, home, req)
+	if errors.Is(err, protocols.Code(pb.ErrorCode_NOT_FOUND)) {
+		// The client may have moved home since we cached it.
+		if now, lerr := a.settle.lookupHome(ctx, client); lerr == nil && now != home {
+			home = now
+			resp, err = Call(ctx, a.h, home, req)
+		}
+	}
 	if err != nil {
 		return 0, time.Time{}, err
 	}
