@@ -529,6 +529,45 @@ func TestAdversaryLedger(t *testing.T) {
 		w.noRise(before)
 	})
 
+	t.Run("receipt_for_unawarded_job", func(t *testing.T) {
+		// The worker signs a receipt for a job that never ran, at the
+		// whole escrow's price. The client, which never received the
+		// job's result, disputes it with the receipt as evidence before
+		// the worker files it: it is never paid.
+		w := newWorld(t, func(c *ledger.NotaryConfig) { c.DisputeWindow = time.Minute })
+		cl := w.f.Client
+		bid := []byte("bid")
+		w.accept(cl, w.cs(w.nA, w.sA, Must(cl.Lock(w.f.Worker.ID(), ledger.EscrowID(bid), 30, w.now.Add(time.Hour), w.now))))
+		sr := Receipt(t, w.f, bid, "never-awarded", 30)
+		h := ledger.ReceiptHash(sr)
+		sig := Must(w.f.Key(cl).Sign(ledger.DisputeBytes(h)))
+		// Evidence that does not match, or signed by someone else: refused.
+		_, err := w.a.on(w.nA.Dispute(&pb.DisputeRequest{ReceiptHash: make([]byte, 32), Client: []byte(cl.ID()), ClientSig: sig, Receipt: sr}, w.now))
+		wantErr(t, err, ledger.ErrBadRequest)
+		_, err = w.a.on(w.nA.Dispute(&pb.DisputeRequest{ReceiptHash: h, Client: []byte(cl.ID()), ClientSig: Must(w.f.Key(w.f.Worker).Sign(ledger.DisputeBytes(h))), Receipt: sr}, w.now))
+		wantErr(t, err, ledger.ErrBadSignature)
+		w.a.ok(w.nA.Dispute(&pb.DisputeRequest{ReceiptHash: h, Client: []byte(cl.ID()), ClientSig: sig, Receipt: sr}, w.now))
+		before := w.audit()
+		for _, at := range []time.Time{w.now, w.now.Add(2 * time.Minute)} {
+			o, res, err := w.nA.Settle(&pb.SettleRequest{Claims: []*pb.ReceiptClaim{{Receipt: sr}}}, at)
+			w.a.on(o, err)
+			if len(res.Released) != 0 || !errors.Is(res.Rejected[0], ledger.ErrDisputed) {
+				t.Fatalf("disputed receipt filed at %v: %+v", at, res)
+			}
+		}
+		// The dispute survives a restart.
+		n := Must(ledger.NewNotary(ledger.NotaryConfig{Key: w.f.AuthKey, Trust: w.trust, DisputeWindow: time.Minute}))
+		Must(0, n.Restore(restoreState(t, w.sA)))
+		if e, _ := n.Escrow(ledger.EscrowKey{Client: cl.ID(), Escrow: ledger.EscrowID(bid)}); e.Frozen != 30 || e.Pending != 0 {
+			t.Fatalf("after restart: %+v", e)
+		}
+		_, res, _ := n.Settle(&pb.SettleRequest{Claims: []*pb.ReceiptClaim{{Receipt: sr}}}, w.now.Add(time.Hour))
+		if !errors.Is(res.Rejected[0], ledger.ErrDisputed) {
+			t.Fatalf("after restart: %+v", res)
+		}
+		w.noRise(before)
+	})
+
 	t.Run("dispute_replayed", func(t *testing.T) {
 		w := newWorld(t, func(c *ledger.NotaryConfig) { c.DisputeWindow = time.Minute })
 		cl := w.f.Client

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -14,11 +15,18 @@ import (
 
 // Dispute marks a filed receipt as disputed by its client, within the
 // dispute window: its price stays frozen in escrow until the client
-// acknowledges it.
+// acknowledges it, and the receipt is never paid without that
+// acknowledgement (a lost dispute pays nothing). A receipt the worker has
+// not filed yet is filed disputed when the request carries it as
+// evidence (req.Receipt): the worker's later filing is refused
+// (ErrDisputed). A replayed dispute changes nothing.
 func (n *Notary) Dispute(req *pb.DisputeRequest, now time.Time) (Output, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	rs := n.receipts[string(req.GetReceiptHash())]
+	if rs == nil && req.GetReceipt() != nil {
+		return n.disputeUnfiledLocked(req, now)
+	}
 	if rs == nil {
 		return Output{}, fmt.Errorf("%w: receipt not filed", ErrNotFound)
 	}
@@ -40,6 +48,36 @@ func (n *Notary) Dispute(req *pb.DisputeRequest, now time.Time) (Output, error) 
 		e.frozen += rs.price
 	}
 	return Output{Notes: []*Note{{Hash: req.ReceiptHash, Claim: rs.claim, FiledMs: rs.filedMs, Disputed: true}}}, nil
+}
+
+// disputeUnfiledLocked files the receipt req carries as disputed.
+func (n *Notary) disputeUnfiledLocked(req *pb.DisputeRequest, now time.Time) (Output, error) {
+	r, err := VerifyReceipt(req.Receipt)
+	if err != nil {
+		return Output{}, err
+	}
+	h := ReceiptHash(req.Receipt)
+	if !bytes.Equal(h, req.GetReceiptHash()) {
+		return Output{}, fmt.Errorf("%w: evidence does not match the receipt hash", ErrBadRequest)
+	}
+	k := EscrowKey{peer.ID(r.Client), EscrowID(r.BidId)}
+	if peer.ID(req.GetClient()) != k.Client || !verifyBy(k.Client, DisputeBytes(h), req.ClientSig) {
+		return Output{}, fmt.Errorf("%w: dispute not signed by the receipt's client", ErrBadSignature)
+	}
+	e := n.escrows[k]
+	if e == nil {
+		return Output{}, ErrUnknownEscrow // nothing it could be paid from
+	}
+	if r.Price > e.remaining-e.pending-e.frozen {
+		return Output{}, fmt.Errorf("%w: the receipt could never be paid from escrow %s", ErrOverdraft, e.id)
+	}
+	// As Settle files it, then as Dispute marks it (Restore replays the
+	// note the same way).
+	claim := &pb.ReceiptClaim{Receipt: req.Receipt}
+	n.receipts[string(h)] = &receiptState{claim: claim, price: r.Price, key: k, filedMs: now.UnixMilli(), disputed: true}
+	e.frozen += r.Price
+	e.jobs[r.JobId] = true
+	return Output{Notes: []*Note{{Hash: h, Claim: claim, FiledMs: now.UnixMilli(), Disputed: true}}}, nil
 }
 
 // Refund returns the unreserved rest of an escrow to its client: after

@@ -363,6 +363,7 @@ func (d *dispatch) result(worker peer.ID, idx int, r *pb.JobResult, conn string)
 	}
 	if err := d.checkReceipt(worker, idx, r); err != nil {
 		d.c.log.Emit(events.Event{Kind: events.Error, Peer: w, Series: d.s.ID, Job: r.JobId, Err: err.Error()})
+		d.dispute(r.Receipt) // pay.go: never acknowledged, and disputed
 		d.sched.Failed(idx, w, err, true)
 		d.c.o.rep.Failed(worker, 1)
 		if ended, reason := d.sched.Final(idx); ended {
@@ -400,6 +401,8 @@ func (d *dispatch) checkReceipt(worker peer.ID, idx int, r *pb.JobResult) error 
 		return fmt.Errorf("%w: names worker %s, client %s", ErrBadReceipt, peer.ID(rc.Worker), peer.ID(rc.Client))
 	case rc.SeriesId != d.s.ID || rc.JobId != d.s.Jobs[idx].ID:
 		return fmt.Errorf("%w: for job %s/%s", ErrBadReceipt, rc.SeriesId, rc.JobId)
+	case !d.awardedLocked(worker, rc): // pay.go
+		return fmt.Errorf("%w: bid %x at %d points is not this worker's award", ErrBadReceipt, rc.BidId, rc.Price)
 	case !bytes.Equal(rc.ResultHash, protocols.ResultHash(r)):
 		return fmt.Errorf("%w: result does not match its hash", ErrBadReceipt)
 	}

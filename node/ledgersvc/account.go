@@ -542,6 +542,31 @@ func (a *Account) Transfer(ctx context.Context, to peer.ID, amount uint64, ref s
 	return a.countersignLocked(ctx, &pb.CountersignRequest{Block: b})
 }
 
+// Dispute disputes a receipt the client did not expect, with the receipt
+// as evidence, at the client's home (which holds its escrows): the worker
+// is never paid for it without the client's acknowledgement. It returns
+// at once; the request runs on the account's own goroutine.
+func (a *Account) Dispute(sr *pb.SignedReceipt) {
+	h := ledger.ReceiptHash(sr)
+	sig, err := a.key.Sign(ledger.DisputeBytes(h))
+	if err != nil || a.ctx.Err() != nil { // closed: no new goroutine
+		return
+	}
+	req := &pb.LedgerRequest{Req: &pb.LedgerRequest_Dispute{Dispute: &pb.DisputeRequest{ReceiptHash: h, Client: []byte(a.id), ClientSig: sig, Receipt: sr}}}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		ctx, cancel := context.WithTimeout(a.ctx, StreamTimeout)
+		defer cancel()
+		_, err := Call(ctx, a.h, a.Home(), req)
+		msg := "disputed receipt " + fmt.Sprintf("%x", h[:8])
+		if err != nil {
+			msg += ": " + err.Error()
+		}
+		a.o.log.Emit(events.Event{Kind: events.Error, Proto: string(ID), Err: msg})
+	}()
+}
+
 // Ack signs the acknowledgement of a delivered result's receipt and
 // returns the receipt hash and the signature.
 func (a *Account) Ack(sr *pb.SignedReceipt) (hash, sig []byte, err error) {

@@ -874,10 +874,13 @@ func (x *RefundRequest) GetAmount() uint64 {
 }
 
 type DisputeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ReceiptHash   []byte                 `protobuf:"bytes,1,opt,name=receipt_hash,json=receiptHash,proto3" json:"receipt_hash,omitempty"`
-	Client        []byte                 `protobuf:"bytes,2,opt,name=client,proto3" json:"client,omitempty"`
-	ClientSig     []byte                 `protobuf:"bytes,3,opt,name=client_sig,json=clientSig,proto3" json:"client_sig,omitempty"` // over "p2pjobs-dispute:" || receipt_hash
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ReceiptHash []byte                 `protobuf:"bytes,1,opt,name=receipt_hash,json=receiptHash,proto3" json:"receipt_hash,omitempty"`
+	Client      []byte                 `protobuf:"bytes,2,opt,name=client,proto3" json:"client,omitempty"`
+	ClientSig   []byte                 `protobuf:"bytes,3,opt,name=client_sig,json=clientSig,proto3" json:"client_sig,omitempty"` // over "p2pjobs-dispute:" || receipt_hash
+	// Evidence: the receipt itself, so that a receipt the worker has not
+	// filed yet is filed disputed (its later filing is refused).
+	Receipt       *SignedReceipt `protobuf:"bytes,4,opt,name=receipt,proto3" json:"receipt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -929,6 +932,13 @@ func (x *DisputeRequest) GetClient() []byte {
 func (x *DisputeRequest) GetClientSig() []byte {
 	if x != nil {
 		return x.ClientSig
+	}
+	return nil
+}
+
+func (x *DisputeRequest) GetReceipt() *SignedReceipt {
+	if x != nil {
+		return x.Receipt
 	}
 	return nil
 }
@@ -1477,12 +1487,13 @@ const file_ledger_proto_rawDesc = "" +
 	"\x06client\x18\x01 \x01(\fR\x06client\x12\x16\n" +
 	"\x06escrow\x18\x02 \x01(\tR\x06escrow\x12%\n" +
 	"\x0eworker_consent\x18\x03 \x01(\fR\rworkerConsent\x12\x16\n" +
-	"\x06amount\x18\x04 \x01(\x04R\x06amount\"j\n" +
+	"\x06amount\x18\x04 \x01(\x04R\x06amount\"\x9c\x01\n" +
 	"\x0eDisputeRequest\x12!\n" +
 	"\freceipt_hash\x18\x01 \x01(\fR\vreceiptHash\x12\x16\n" +
 	"\x06client\x18\x02 \x01(\fR\x06client\x12\x1d\n" +
 	"\n" +
-	"client_sig\x18\x03 \x01(\fR\tclientSig\"\x86\x04\n" +
+	"client_sig\x18\x03 \x01(\fR\tclientSig\x120\n" +
+	"\areceipt\x18\x04 \x01(\v2\x16.p2pjobs.SignedReceiptR\areceipt\"\x86\x04\n" +
 	"\rLedgerRequest\x12=\n" +
 	"\bregister\x18\x01 \x01(\v2\x1f.p2pjobs.RegisterAccountRequestH\x00R\bregister\x12?\n" +
 	"\vcountersign\x18\x02 \x01(\v2\x1b.p2pjobs.CountersignRequestH\x00R\vcountersign\x124\n" +
@@ -1577,26 +1588,27 @@ var file_ledger_proto_depIdxs = []int32{
 	2,  // 7: p2pjobs.CountersignRequest.block:type_name -> p2pjobs.Block
 	2,  // 8: p2pjobs.CountersignRequest.source:type_name -> p2pjobs.Block
 	4,  // 9: p2pjobs.SettleRequest.claims:type_name -> p2pjobs.ReceiptClaim
-	6,  // 10: p2pjobs.LedgerRequest.register:type_name -> p2pjobs.RegisterAccountRequest
-	7,  // 11: p2pjobs.LedgerRequest.countersign:type_name -> p2pjobs.CountersignRequest
-	8,  // 12: p2pjobs.LedgerRequest.get_head:type_name -> p2pjobs.GetHeadRequest
-	9,  // 13: p2pjobs.LedgerRequest.get_chain:type_name -> p2pjobs.GetChainRequest
-	10, // 14: p2pjobs.LedgerRequest.mint:type_name -> p2pjobs.MintRequest
-	11, // 15: p2pjobs.LedgerRequest.settle:type_name -> p2pjobs.SettleRequest
-	12, // 16: p2pjobs.LedgerRequest.refund:type_name -> p2pjobs.RefundRequest
-	13, // 17: p2pjobs.LedgerRequest.dispute:type_name -> p2pjobs.DisputeRequest
-	16, // 18: p2pjobs.LedgerRequest.get_escrow:type_name -> p2pjobs.GetEscrowRequest
-	2,  // 19: p2pjobs.EscrowInfo.lock:type_name -> p2pjobs.Block
-	20, // 20: p2pjobs.LedgerResponse.error:type_name -> p2pjobs.Error
-	2,  // 21: p2pjobs.LedgerResponse.blocks:type_name -> p2pjobs.Block
-	15, // 22: p2pjobs.LedgerResponse.head:type_name -> p2pjobs.AccountHead
-	20, // 23: p2pjobs.LedgerResponse.rejected:type_name -> p2pjobs.Error
-	17, // 24: p2pjobs.LedgerResponse.escrow:type_name -> p2pjobs.EscrowInfo
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	19, // 10: p2pjobs.DisputeRequest.receipt:type_name -> p2pjobs.SignedReceipt
+	6,  // 11: p2pjobs.LedgerRequest.register:type_name -> p2pjobs.RegisterAccountRequest
+	7,  // 12: p2pjobs.LedgerRequest.countersign:type_name -> p2pjobs.CountersignRequest
+	8,  // 13: p2pjobs.LedgerRequest.get_head:type_name -> p2pjobs.GetHeadRequest
+	9,  // 14: p2pjobs.LedgerRequest.get_chain:type_name -> p2pjobs.GetChainRequest
+	10, // 15: p2pjobs.LedgerRequest.mint:type_name -> p2pjobs.MintRequest
+	11, // 16: p2pjobs.LedgerRequest.settle:type_name -> p2pjobs.SettleRequest
+	12, // 17: p2pjobs.LedgerRequest.refund:type_name -> p2pjobs.RefundRequest
+	13, // 18: p2pjobs.LedgerRequest.dispute:type_name -> p2pjobs.DisputeRequest
+	16, // 19: p2pjobs.LedgerRequest.get_escrow:type_name -> p2pjobs.GetEscrowRequest
+	2,  // 20: p2pjobs.EscrowInfo.lock:type_name -> p2pjobs.Block
+	20, // 21: p2pjobs.LedgerResponse.error:type_name -> p2pjobs.Error
+	2,  // 22: p2pjobs.LedgerResponse.blocks:type_name -> p2pjobs.Block
+	15, // 23: p2pjobs.LedgerResponse.head:type_name -> p2pjobs.AccountHead
+	20, // 24: p2pjobs.LedgerResponse.rejected:type_name -> p2pjobs.Error
+	17, // 25: p2pjobs.LedgerResponse.escrow:type_name -> p2pjobs.EscrowInfo
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_ledger_proto_init() }
