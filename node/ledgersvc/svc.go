@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/p2pjobs/p2pnode/ledger"
@@ -27,9 +29,9 @@ const (
 	// ID is the ledger protocol.
 	ID = protocols.Ledger
 	// MaxMsg bounds one request or response frame.
-	MaxMsg = ledger.MaxRequestSize
+	MaxMsg = protocols.MaxLedgerMsg
 	// StreamTimeout bounds one request/response exchange.
-	StreamTimeout = 30 * time.Second
+	StreamTimeout = protocols.LedgerTimeout
 	// ServiceName is the resource-manager scope of the service.
 	ServiceName = "p2pjobs.ledger"
 	// maxGroup bounds the notary outputs committed in one transaction.
@@ -414,35 +416,45 @@ func fitResponse(resp *pb.LedgerResponse) {
 	}
 }
 
-// ReadRequest reads one length-delimited ledger request, refusing frames
-// over MaxMsg before reading them. reserve (may be nil) is asked for the
-// frame's memory first. Errors: ErrTooBig, ErrBadFram or a wrapped
-// ledger.ErrBadRequest for hostile bytes; the reader's own error (io.EOF,
-// deadline, reset) for transport failures.
+// ReadRequest reads one length-delimited ledger request with protocols'
+// reader (size-capped: frames over MaxMsg are refused before they are
+// read). reserve (may be nil) is asked for the frame's memory first.
+// Errors: ErrTooBig, ErrBadFram for hostile bytes; the reader's own error
+// (io.EOF, deadline, reset) for transport failures.
 func ReadRequest(r *bufio.Reader, reserve func(int) error) (*pb.LedgerRequest, error) {
-	n, err := binary.ReadUvarint(r)
-	if err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || (err != io.EOF && !isTransport(err)) {
-			return nil, fmt.Errorf("%w: length: %w", ErrBadFram, err)
-		}
-		return nil, err
-	}
-	if n > MaxMsg {
-		return nil, fmt.Errorf("%w: %d bytes over the %d-byte cap", ErrTooBig, n, MaxMsg)
-	}
 	if reserve != nil {
-		if err := reserve(int(n)); err != nil {
-			return nil, err
+		// Peek the length prefix one byte at a time: a short request must
+		// not wait for bytes that never come.
+		for i := 1; i <= binary.MaxVarintLen64; i++ {
+			head, err := r.Peek(i)
+			if err != nil {
+				break // the reader below reports it
+			}
+			if head[i-1] < 0x80 {
+				if n, k := protowire.ConsumeVarint(head); k > 0 && n <= MaxMsg {
+					if err := reserve(int(n)); err != nil {
+						return nil, err
+					}
+				}
+				break
+			}
 		}
 	}
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(r, buf); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%w: truncated: %w", ErrBadFram, err)
-		}
+	req := new(pb.LedgerRequest)
+	err := protocols.NewReader(r, MaxMsg).Read(req)
+	switch {
+	case err == nil:
+		return req, nil
+	case errors.Is(err, protocols.ErrTooLarge):
+		return nil, fmt.Errorf("%w: %w", ErrTooBig, err)
+	case errors.Is(err, protocols.ErrMalformed):
+		return nil, fmt.Errorf("%w: %w", ErrBadFram, err)
+	case err == io.EOF:
+		return nil, err
+	case isTransport(err), errors.Is(err, os.ErrDeadlineExceeded):
 		return nil, err
 	}
-	return ledger.DecodeRequest(buf)
+	return nil, fmt.Errorf("%w: %w", ErrBadFram, err)
 }
 
 func isTransport(err error) bool {
