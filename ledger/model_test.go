@@ -17,7 +17,7 @@ import (
 )
 
 var (
-	modelOps  = flag.Int("adversary.ops", 3000, "operations of the model-based randomized ledger test (TestAdversaryModel)")
+	modelOps  = flag.Int("adversary.ops", 0, "operations of the model-based randomized ledger test (TestAdversaryModel; 0: 3000, 2000 with -race)")
 	modelSeed = flag.Uint64("adversary.seed", 0, "seed of TestAdversaryModel (0: a few fixed seeds)")
 )
 
@@ -425,7 +425,14 @@ func TestAdversaryModel(t *testing.T) {
 	for _, seed := range seeds {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
 			m := newModel(t, seed)
-			ops := *modelOps / len(seeds)
+			total := *modelOps
+			if total == 0 {
+				total = 3000
+				if raceEnabled {
+					total = 2000
+				}
+			}
+			ops := max(total/len(seeds), 1)
 			for i := range ops {
 				m.step()
 				m.check()
