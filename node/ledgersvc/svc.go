@@ -185,6 +185,11 @@ func (s *Service) Do(ctx context.Context, req *pb.LedgerRequest, from peer.ID) *
 }
 
 func (s *Service) do(ctx context.Context, req *pb.LedgerRequest, from peer.ID) *pb.LedgerResponse {
+	if r, ok := req.GetReq().(*pb.LedgerRequest_Register); ok && len(r.Register.GetChain()) == 1 && from != s.h.ID() {
+		if err := s.homedElsewhere(ctx, peer.ID(r.Register.Chain[0].GetAccount())); err != nil {
+			return &pb.LedgerResponse{Error: ledger.ToPB(err)}
+		}
+	}
 	s.mu.Lock()
 	if s.n == nil { // a failed commit could not be recovered from
 		s.mu.Unlock()
@@ -221,6 +226,43 @@ func (s *Service) do(ctx context.Context, req *pb.LedgerRequest, from peer.ID) *
 	s.emitOwn(out.Blocks)
 	_ = ctx
 	return resp
+}
+
+// homeCheckTimeout bounds the question to another authority.
+const homeCheckTimeout = 3 * time.Second
+
+// homedElsewhere refuses a genesis for an account another trusted
+// authority already holds ("one account, one home"). An authority that
+// does not answer is skipped: points stay credited once without this
+// check (an out-block names the one home that may claim it, doc.go); it
+// only spares a user an account split over two homes.
+func (s *Service) homedElsewhere(ctx context.Context, account peer.ID) error {
+	if s.notaryHolds(account) {
+		return nil // a retry here: the notary answers it
+	}
+	for t := range s.cfg.Trust {
+		if t == s.h.ID() || len(s.h.Peerstore().Addrs(t)) == 0 && s.h.Network().Connectedness(t) != network.Connected {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, homeCheckTimeout)
+		resp, err := Call(cctx, s.h, t, &pb.LedgerRequest{Req: &pb.LedgerRequest_GetHead{GetHead: &pb.GetHeadRequest{Account: []byte(account)}}})
+		cancel()
+		if err == nil && resp.GetHead() != nil {
+			return fmt.Errorf("%w: %s is homed at %s (hand it over from there instead)", ledger.ErrHomedElsewhere, account, peer.ID(resp.GetHead().GetHome()))
+		}
+	}
+	return nil
+}
+
+// notaryHolds reports whether the notary holds account.
+func (s *Service) notaryHolds(account peer.ID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n == nil {
+		return false
+	}
+	_, err := s.n.Head(account)
+	return err == nil
 }
 
 func internal(err error) *pb.LedgerResponse {
