@@ -116,9 +116,12 @@
 // An authority holds at most one chain per account (a second genesis is
 // refused, a second block at a seq is a fork), and a chain reaches another
 // authority only through the hand-over its old home countersigned, so at
-// most one chain can ever claim an out-block. An identity registered at two
-// homes (two chains) gains nothing: each payment is credited where its
-// payer named. Hand-over keeps this: the claim stays valid on the moved
+// most one chain can ever claim an out-block. The authority's service
+// (node/ledgersvc) also refuses a genesis for an account another trusted
+// authority it can reach already holds (ErrHomedElsewhere); should that
+// check miss (an authority down, two registrations racing), an identity
+// registered at two homes (two chains) still gains nothing: each payment
+// is credited where its payer named. Hand-over keeps this: the claim stays valid on the moved
 // chain (its old home is a former home), and the old home, whose
 // responsibility ended at the hand-over, countersigns nothing new for it.
 // Audit checks the rule offline. Payers name the home they look up
