@@ -86,12 +86,18 @@ func Audit(chains map[peer.ID][]*pb.Block, trust TrustSet) (AuditReport, error) 
 		}
 	}
 	for _, id := range ids {
+		homes := map[peer.ID]bool{} // the chain's homes so far
 		for _, b := range chains[id] {
 			switch b.Kind {
+			case pb.BlockKind_BLOCK_GENESIS, pb.BlockKind_BLOCK_HANDOVER:
+				homes[peer.ID(b.Authority)] = true
 			case pb.BlockKind_BLOCK_TRANSFER_IN:
 				o, ok := outs[b.Reference]
 				if !ok {
 					return r, blockErr(b, ErrUnknownSource)
+				}
+				if !homes[ClaimHome(o.block)] {
+					return r, blockErr(b, fmt.Errorf("%w: claimed away from the home the payer named (%s)", ErrWrongNotary, ClaimHome(o.block)))
 				}
 				if o.claimed {
 					return r, blockErr(b, ErrReplay)

@@ -81,15 +81,93 @@
 // the old home included, are claimed at the new home as usual.
 //
 // The account then registers its continuation with the NEW home
-// (Notary.Register with the whole chain): it verifies the chain from
-// genesis with its trust set — every countersignature by the home of its
-// time, the hand-over's by the old home — and countersigns from the next
-// seq on. A retried registration changes nothing; an account may move back
+// (Notary.Register with the whole chain, ending with the hand-over): it
+// verifies the chain from genesis with its trust set — every
+// countersignature by the home of its time, the hand-over's by the old
+// home — before anything changes, and countersigns from the next seq on. A
+// retried registration changes nothing; an account may move back
 // to a former home, which then stores the blocks after its own hand-over.
 // The chain is the truth about where home is (ChainState.Home): a node
 // reads its home from its stored chain, not from its configuration. The
 // whole chain travels in one request, so a chain over ledger.MaxRequestSize
 // (some ten thousand blocks) cannot move.
+//
+// # Threat model
+//
+// Trusted: the authorities of a node's trust set (its bootstrap peer IDs
+// and an authority's authority.trust) are honest but may crash; their
+// stores are fsync'd and a crash loses nothing acknowledged. Everyone
+// else — any client, worker or stranger — may be dishonest, alone. The
+// invariants below hold for the whole set of trusted authorities after
+// any sequence of requests; TestAdversaryLedger, TestAdversaryService and
+// TestAdversaryModel (go test -run Adversary ./...) try the attacks.
+//
+// Conservation: minted = Σ balances + open escrow + in flight, always.
+// Points are created only by MINT on a trusted authority's own chain; every
+// other amount moves between chains and Apply refuses overdraft and
+// uint64 overflow.
+//
+// Credited once: an out-block (TRANSFER_OUT, ESCROW_RELEASE,
+// ESCROW_REFUND) names the receiver's home in its authority field, or
+// names none and then means the authority that countersigned or wrote it
+// (ClaimHome). A TRANSFER_IN claiming it is countersigned only on the
+// receiver's chain that has that authority as its home, now or before a
+// hand-over; the chain's refs refuse a second claim on the same chain.
+// An authority holds at most one chain per account (a second genesis is
+// refused, a second block at a seq is a fork), and a chain reaches another
+// authority only through the hand-over its old home countersigned, so at
+// most one chain can ever claim an out-block. The authority's service
+// (node/ledgersvc) also refuses a genesis for an account another trusted
+// authority it can reach already holds (ErrHomedElsewhere); should that
+// check miss (an authority down, two registrations racing), an identity
+// registered at two homes (two chains) still gains nothing: each payment
+// is credited where its payer named. Hand-over keeps this: the claim stays valid on the moved
+// chain (its old home is a former home), and the old home, whose
+// responsibility ended at the hand-over, countersigns nothing new for it.
+// Audit checks the rule offline. Payers name the home they look up
+// (ledgersvc.Account.Transfer); the escrow authority names the worker's
+// home the worker gives in its SettleRequest (honoured for its own releases
+// only), and the client's current home in a refund.
+//
+// Paid only for awarded work: a receipt is paid from an escrow only if the
+// escrow is held here, was locked by the receipt's client for the
+// receipt's worker under the receipt's bid, has the price unreserved, and
+// the job has no other receipt. The client acknowledges only receipts
+// naming its award to that worker at the bid's price for the job it sent
+// (node/client); it disputes any other receipt with the receipt as
+// evidence (DisputeRequest.receipt), which files it disputed: a disputed
+// receipt is never paid without the client's acknowledgement (its price
+// stays frozen). Not yet enforced by the notary alone: the lock does not
+// commit the bid's price or the awarded job ids, so a worker can file an
+// unacknowledged receipt for a job it did not run at up to the escrow's
+// rest, and is paid after the dispute window unless the client disputes
+// it; the client disputes what it sees, not receipts filed behind its back.
+//
+// Work only against money: the notary refuses a lock that expires sooner
+// than its minimum lock lifetime (ErrLockTooShort); a worker runs the
+// first job of an award only after it verified the client's countersigned
+// lock (GetEscrow, CheckLock: for itself, at least price × jobs, expiring
+// past its settlement horizon), and declines with NO_ESCROW otherwise.
+//
+// Retries are idempotent, replays are refused: a retried genesis, block
+// or arrival gets its original answer (Output.Reply) and persists nothing,
+// so a retry can never make a commit fail; a block that another home
+// countersigned (an account's past after a hand-over) is refused
+// (ErrReplay): the new home never countersigns old blocks again. Only the
+// owner may submit its blocks. A re-registration of a chain the home holds
+// is judged before anything is applied: nothing of it is applied twice and
+// no escrow is opened again.
+//
+// Fail closed: Restore verifies every stored chain and replays every
+// escrow debit; a chain that does not verify, or a release/refund that
+// debits an unknown escrow or more than it holds, stops the authority
+// with a *BlockError naming the account and block.
+//
+// A dishonest participant can still: fork its own chain (its account is
+// then refused everywhere it is detected); open accounts at several homes
+// (each holds its own points); hold points in escrow until expiry; refuse
+// to acknowledge a delivered result (the receipt is then paid after the
+// dispute window) or dispute it (its price then stays frozen for both).
 //
 // # Signed bytes
 //

@@ -51,6 +51,12 @@ var (
 	// ErrEscrowsOpen: the old home refuses a hand-over while it holds
 	// escrow the account locked that is not yet released or refunded.
 	ErrEscrowsOpen = errors.New("ledger: hand-over refused while escrows are open")
+	// ErrHomedElsewhere: a genesis for an account another trusted
+	// authority already holds (one account, one home at a time).
+	ErrHomedElsewhere = errors.New("ledger: account homed at another authority")
+	// ErrLockTooShort: an escrow lock expiring sooner than the notary's
+	// minimum lock lifetime.
+	ErrLockTooShort = errors.New("ledger: escrow lock expires too soon")
 )
 
 // BlockError names the block where validation failed.
@@ -82,7 +88,7 @@ func Code(err error) pb.ErrorCode {
 		return pb.ErrorCode_LEDGER_INSUFFICIENT_FUNDS
 	case errors.Is(err, ErrFork):
 		return pb.ErrorCode_LEDGER_FORK
-	case errors.Is(err, ErrAccountRefused):
+	case errors.Is(err, ErrAccountRefused), errors.Is(err, ErrHomedElsewhere):
 		return pb.ErrorCode_LEDGER_ACCOUNT_REFUSED
 	case errors.Is(err, ErrEscrowsOpen):
 		return pb.ErrorCode_LEDGER_ESCROWS_OPEN
@@ -96,7 +102,7 @@ func Code(err error) pb.ErrorCode {
 		return pb.ErrorCode_NOT_FOUND
 	case errors.Is(err, ErrGrantRefused):
 		return pb.ErrorCode_RATE_LIMITED
-	case errors.Is(err, ErrBadRequest):
+	case errors.Is(err, ErrBadRequest), errors.Is(err, ErrLockTooShort):
 		return pb.ErrorCode_BAD_REQUEST
 	default:
 		return pb.ErrorCode_LEDGER_INVALID_BLOCK

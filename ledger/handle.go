@@ -50,6 +50,12 @@ func Handle(n *Notary, chains ChainReader, req *pb.LedgerRequest, from peer.ID, 
 		}
 		out, err = n.Register(r.Register, from, now)
 	case *pb.LedgerRequest_Countersign:
+		if b := r.Countersign.GetBlock(); b != nil && peer.ID(b.Account) != from {
+			// Only the owner asks for its blocks: anyone else sending
+			// one (a replay of a block it saw) is refused, typed.
+			err = fmt.Errorf("%w: only the owner submits its blocks", ErrNotOperator)
+			break
+		}
 		out, err = n.Countersign(r.Countersign, now)
 	case *pb.LedgerRequest_GetHead:
 		resp.Head, err = n.Head(peer.ID(r.GetHead.GetAccount()))
@@ -67,7 +73,7 @@ func Handle(n *Notary, chains ChainReader, req *pb.LedgerRequest, from peer.ID, 
 		out, err = n.Mint(r.Mint, from, now)
 	case *pb.LedgerRequest_Settle:
 		var res SettleResult
-		out, res, err = n.Settle(r.Settle, now)
+		out, res, err = n.SettleFrom(r.Settle, from, now)
 		resp.Released, resp.Pending = res.Released, res.Pending
 		for _, e := range res.Rejected {
 			if e == nil {
@@ -78,6 +84,8 @@ func Handle(n *Notary, chains ChainReader, req *pb.LedgerRequest, from peer.ID, 
 		}
 	case *pb.LedgerRequest_Refund:
 		out, err = n.Refund(r.Refund, now)
+	case *pb.LedgerRequest_GetEscrow:
+		resp.Escrow, err = getEscrow(n, chains, r.GetEscrow)
 	case *pb.LedgerRequest_Dispute:
 		out, err = n.Dispute(r.Dispute, now)
 	default:
@@ -92,6 +100,22 @@ func Handle(n *Notary, chains ChainReader, req *pb.LedgerRequest, from peer.ID, 
 	}
 	if resp.Blocks == nil {
 		resp.Blocks = out.Blocks
+		if len(out.Reply) > 0 {
+			resp.Blocks = out.Reply
+		}
 	}
 	return resp, out
+}
+
+// getEscrow answers GetEscrow: the escrow's state and its lock block.
+func getEscrow(n *Notary, chains ChainReader, req *pb.GetEscrowRequest) (*pb.EscrowInfo, error) {
+	e, ok := n.Escrow(EscrowKey{peer.ID(req.GetClient()), req.GetEscrow()})
+	if !ok || chains == nil {
+		return nil, ErrUnknownEscrow
+	}
+	bs, err := chains.Chain(e.Key.Client, e.LockSeq, 1)
+	if err != nil || len(bs) != 1 || bs[0].Kind != pb.BlockKind_BLOCK_ESCROW_LOCK || bs[0].Reference != e.Key.Escrow {
+		return nil, fmt.Errorf("%w: lock block not found", ErrUnknownEscrow)
+	}
+	return &pb.EscrowInfo{Lock: bs[0], Remaining: e.Remaining, Reserved: e.Pending + e.Frozen}, nil
 }

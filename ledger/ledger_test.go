@@ -120,7 +120,7 @@ func TestNotaryHeadAndFork(t *testing.T) {
 	o := Must(f.Notary.Countersign(&pb.CountersignRequest{Block: a}, f.Now))
 	// Retry: same block, same countersignature.
 	o2 := Must(f.Notary.Countersign(&pb.CountersignRequest{Block: a}, f.Now))
-	if !bytes.Equal(ledger.Hash(o.Blocks[0]), ledger.Hash(o2.Blocks[0])) {
+	if len(o2.Blocks) != 0 || !bytes.Equal(ledger.Hash(o.Blocks[0]), ledger.Hash(o2.Reply[0])) {
 		t.Fatal("retry is not idempotent")
 	}
 	// Overdraft refused.
@@ -270,7 +270,7 @@ func TestTwoAuthorities(t *testing.T) {
 	outs = append(outs, g)
 	_ = w.Accept(g.Blocks[0])
 	// Cross-authority transfer: A countersigns the out, B the in.
-	out := Must(fa.Client.Transfer(w.ID(), 25, "pay", fa.Now))
+	out := Must(fa.Client.TransferTo(w.ID(), idB, 25, "pay", fa.Now)) // names the worker's home
 	oa := Must(nA.Countersign(&pb.CountersignRequest{Block: out}, fa.Now))
 	_ = fa.Client.Accept(oa.Blocks[0])
 	outs = append(outs, oa)
@@ -287,7 +287,7 @@ func TestTwoAuthorities(t *testing.T) {
 	outs = append(outs, ol)
 	rc := Must(ledger.SignReceipt(&pb.Receipt{JobId: "j", Worker: []byte(w.ID()), Client: []byte(fa.Client.ID()), BidId: []byte("b1"), Price: 10}, wk))
 	ack := Must(fa.Key(fa.Client).Sign(ledger.ClientAckBytes(ledger.ReceiptHash(rc))))
-	so, _, err := nA.Settle(&pb.SettleRequest{Claims: []*pb.ReceiptClaim{{Receipt: rc, ClientAck: ack}}}, fa.Now)
+	so, _, err := nA.Settle(&pb.SettleRequest{Claims: []*pb.ReceiptClaim{{Receipt: rc, ClientAck: ack}}, Home: []byte(idB)}, fa.Now)
 	if err != nil || len(so.Blocks) != 1 {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -205,6 +206,42 @@ func VerifySettlement(b *pb.Block, s *pb.Settlement) error {
 	}
 	if sum != b.Amount || hex.EncodeToString(MerkleRoot(hashes)) != b.Reference {
 		return fmt.Errorf("%w: settlement does not match the release", ErrBadReceipt)
+	}
+	return nil
+}
+
+// LockCheck is what a worker needs of an award's escrow before it runs a
+// job ("work only against money", doc.go).
+type LockCheck struct {
+	Client, Worker peer.ID
+	BidID          []byte
+	Need           uint64    // price × jobs taken under the award so far
+	Until          time.Time // the escrow must not expire before (now + settlement horizon)
+}
+
+// CheckLock verifies an escrow's lock for c: an ESCROW_LOCK signed by the
+// client, countersigned by an authority of trust, for this worker and
+// award, of at least c.Need points, expiring after c.Until. The error
+// wraps ErrUnknownEscrow, ErrEscrowMismatch, ErrOverdraft or
+// ErrEscrowExpired (or a signature error).
+func CheckLock(lock *pb.Block, c LockCheck, trust TrustSet) error {
+	if lock == nil || lock.Kind != pb.BlockKind_BLOCK_ESCROW_LOCK {
+		return fmt.Errorf("%w: no lock", ErrUnknownEscrow)
+	}
+	if err := verifySigs(lock); err != nil {
+		return err
+	}
+	if len(lock.Notary) == 0 || !trust.Has(peer.ID(lock.Notary)) {
+		return fmt.Errorf("%w: lock not countersigned by a trusted authority", ErrUntrustedNotary)
+	}
+	if peer.ID(lock.Account) != c.Client || peer.ID(lock.Counterparty) != c.Worker || lock.Reference != EscrowID(c.BidID) {
+		return fmt.Errorf("%w: lock of another client, worker or award", ErrEscrowMismatch)
+	}
+	if lock.Amount < c.Need {
+		return fmt.Errorf("%w: lock of %d points, the award needs %d", ErrOverdraft, lock.Amount, c.Need)
+	}
+	if lock.ExpiresMs < c.Until.UnixMilli() {
+		return fmt.Errorf("%w: lock expires at %d, before the settlement horizon %d", ErrEscrowExpired, lock.ExpiresMs, c.Until.UnixMilli())
 	}
 	return nil
 }

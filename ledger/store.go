@@ -108,7 +108,10 @@ func ApplyOutput(tx StoreTx, out Output, trust TrustSet) error {
 					return err
 				}
 				if ok {
-					if err := tx.SetEscrow(k, rem-min(rem, l.Amount)); err != nil {
+					if l.Amount > rem { // never clamp: a store must not hide an overdraft
+						return blockErr(b, fmt.Errorf("%w: escrow %s/%s holds %d, line debits %d", ErrOverdraft, k.Client, k.Escrow, rem, l.Amount))
+					}
+					if err := tx.SetEscrow(k, rem-l.Amount); err != nil {
 						return err
 					}
 				}

@@ -223,6 +223,9 @@ func applyKind(n *ChainState, b *pb.Block, self bool, refs Refs) error {
 		n.Minted, err = add(n.Minted, b.Amount)
 		return err
 	case pb.BlockKind_BLOCK_TRANSFER_OUT, pb.BlockKind_BLOCK_ESCROW_LOCK:
+		if b.Kind == pb.BlockKind_BLOCK_TRANSFER_OUT && len(b.Authority) > 0 && !validPeer(b.Authority) {
+			return fmt.Errorf("%w: receiver's home", ErrMalformed)
+		}
 		if b.Amount == 0 || !validPeer(b.Counterparty) || peer.ID(b.Counterparty) == n.Account {
 			return fmt.Errorf("%w: amount or counterparty", ErrMalformed)
 		}
@@ -263,6 +266,9 @@ func applyKind(n *ChainState, b *pb.Block, self bool, refs Refs) error {
 		}
 		if b.Amount == 0 || !validPeer(b.Counterparty) || len(b.Lines) == 0 {
 			return fmt.Errorf("%w: amount, counterparty or lines", ErrMalformed)
+		}
+		if len(b.Authority) > 0 && !validPeer(b.Authority) {
+			return fmt.Errorf("%w: receiver's home", ErrMalformed)
 		}
 		var sum uint64
 		for _, l := range b.Lines {
@@ -324,4 +330,21 @@ func VerifyChain(blocks []*pb.Block, trust TrustSet) (Summary, error) {
 		return s, &BlockError{Err: fmt.Errorf("%w: empty chain", ErrBadGenesis)}
 	}
 	return s, nil
+}
+
+// ClaimHome is the authority where the out-block src may be claimed
+// ("credited once", doc.go): the receiver's home the block names in its
+// authority field, or, when it names none, the authority that
+// countersigned it (or wrote it, on an authority's own chain). A claim
+// is accepted only on the receiver's chain that has this authority as its
+// home, now or before a hand-over; an authority holds at most one chain
+// per account, so at most one chain can claim src.
+func ClaimHome(src *pb.Block) peer.ID {
+	switch {
+	case len(src.Authority) > 0:
+		return peer.ID(src.Authority)
+	case len(src.Notary) > 0:
+		return peer.ID(src.Notary)
+	}
+	return peer.ID(src.Account)
 }

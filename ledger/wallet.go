@@ -73,12 +73,24 @@ func (w *Wallet) spend(amount uint64) error {
 	return nil
 }
 
-// Transfer returns a signed TRANSFER_OUT.
+// Transfer returns a signed TRANSFER_OUT to an account homed at the
+// payer's own home (it names none: ClaimHome is the countersigning home).
 func (w *Wallet) Transfer(to peer.ID, amount uint64, ref string, now time.Time) (*pb.Block, error) {
+	return w.TransferTo(to, "", amount, ref, now)
+}
+
+// TransferTo returns a signed TRANSFER_OUT naming the receiver's home:
+// only that authority accepts the claim (credited once, doc.go). An empty
+// home names none (the payer's home).
+func (w *Wallet) TransferTo(to, home peer.ID, amount uint64, ref string, now time.Time) (*pb.Block, error) {
 	if err := w.spend(amount); err != nil {
 		return nil, err
 	}
-	return w.next(&pb.Block{Kind: pb.BlockKind_BLOCK_TRANSFER_OUT, Amount: amount, Counterparty: []byte(to), Reference: ref}, now)
+	b := &pb.Block{Kind: pb.BlockKind_BLOCK_TRANSFER_OUT, Amount: amount, Counterparty: []byte(to), Reference: ref}
+	if home != "" && home != w.st.Home {
+		b.Authority = []byte(home)
+	}
+	return w.next(b, now)
 }
 
 // Lock returns a signed ESCROW_LOCK of amount for worker under escrow id

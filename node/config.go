@@ -63,12 +63,16 @@ type ClientConfig struct {
 
 // WorkerConfig configures the worker role.
 type WorkerConfig struct {
-	Slots       int               `yaml:"slots"`         // concurrent jobs; 0 = number of CPUs
-	PricePerJob uint64            `yaml:"price_per_job"` // points per job (the minimum when price_per_second is set)
-	MaxMemory   string            `yaml:"max_memory"`    // largest per-job memory, e.g. 512MiB
-	MaxQueue    int               `yaml:"max_queue"`     // jobs accepted beyond the slots before declining
-	Executors   []string          `yaml:"executors"`     // wasm (default); exec needs exec_allow
-	ExecAllow   map[string]string `yaml:"exec_allow"`    // exec executor: name -> absolute program path
+	Slots       int    `yaml:"slots"`         // concurrent jobs; 0 = number of CPUs
+	PricePerJob uint64 `yaml:"price_per_job"` // points per job (the minimum when price_per_second is set)
+	// SettleHorizon: a client's escrow lock must outlive the worker's
+	// first job of an award by this much, so the worker can file its
+	// receipts before the client may take the points back (default 10s).
+	SettleHorizon time.Duration     `yaml:"settle_horizon"`
+	MaxMemory     string            `yaml:"max_memory"` // largest per-job memory, e.g. 512MiB
+	MaxQueue      int               `yaml:"max_queue"`  // jobs accepted beyond the slots before declining
+	Executors     []string          `yaml:"executors"`  // wasm (default); exec needs exec_allow
+	ExecAllow     map[string]string `yaml:"exec_allow"` // exec executor: name -> absolute program path
 	// ModuleCache is where compiled WASM modules are kept ("" =
 	// <data-dir>/modules). Workers on one machine may share one.
 	ModuleCache string `yaml:"module_cache"`
@@ -92,6 +96,10 @@ type AuthorityConfig struct {
 	Grant GrantConfig `yaml:"grant"`
 	// DisputeWindow: an unacknowledged receipt is paid after this (default 10m).
 	DisputeWindow time.Duration `yaml:"dispute_window"`
+	// MinLockLifetime: the notary refuses an escrow lock that expires
+	// sooner than this after it sees it (default 30s), so that a client
+	// cannot take its points back before the worker could settle.
+	MinLockLifetime time.Duration `yaml:"min_lock_lifetime"`
 	// Relay limits for the circuit relay v2 service.
 	RelayDuration     time.Duration `yaml:"relay_duration"`
 	RelayData         int64         `yaml:"relay_data"`
@@ -214,8 +222,8 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: authority.trust %q: %w", ErrConfig, t, err)
 		}
 	}
-	if c.Authority.Grant.MaxPerHour < 0 || c.Authority.DisputeWindow < 0 {
-		return fmt.Errorf("%w: authority.grant.max_per_hour and authority.dispute_window must not be negative", ErrConfig)
+	if c.Authority.Grant.MaxPerHour < 0 || c.Authority.DisputeWindow < 0 || c.Authority.MinLockLifetime < 0 {
+		return fmt.Errorf("%w: authority.grant.max_per_hour, authority.dispute_window and authority.min_lock_lifetime must not be negative", ErrConfig)
 	}
 	if c.Worker.Slots < 0 || c.Worker.MaxQueue < 0 {
 		return fmt.Errorf("%w: worker.slots and worker.max_queue must not be negative", ErrConfig)
@@ -259,6 +267,7 @@ const defaultConfigYAML = `# p2pnode configuration. Flags given on the command l
 # worker:
 #   slots: 0                    # concurrent jobs (0 = number of CPUs)
 #   price_per_job: 1            # points per job
+#   settle_horizon: 10s         # a client's escrow must outlive the first job by this much
 #   price_per_second: 0         # points per estimated job-second (price_per_job stays the minimum)
 #   load_surcharge: 0           # e.g. 0.5: +50 % when fully loaded
 #   deny: []                    # client peer IDs refused (CLIENT_REFUSED)
@@ -280,6 +289,7 @@ const defaultConfigYAML = `# p2pnode configuration. Flags given on the command l
 #     per_identity: 0s          # 0 = once per identity, ever
 #     max_per_hour: 0           # 0 = no cap
 #   dispute_window: 10m         # an unacknowledged receipt is paid after this
+#   min_lock_lifetime: 30s      # the shortest escrow lock the notary accepts
 # client:
 #   discovery: authority        # authority | dht | flood | all
 # ledger:

@@ -61,7 +61,7 @@ func (n *Node) openLedger(o *options) error {
 	n.ledgerStore = st
 	if n.Cfg.Has(RoleAuthority) {
 		a := n.Cfg.Authority
-		svc, err := ledgersvc.New(n.Host, st, ledger.NotaryConfig{Key: n.Key, Trust: trust, DisputeWindow: a.DisputeWindow,
+		svc, err := ledgersvc.New(n.Host, st, ledger.NotaryConfig{Key: n.Key, Trust: trust, DisputeWindow: a.DisputeWindow, MinLockLifetime: a.MinLockLifetime,
 			Grant: ledger.GrantPolicy{Amount: a.Grant.Amount, PerIdentity: a.Grant.PerIdentity, MaxPerHour: a.Grant.MaxPerHour}},
 			ledgersvc.WithEvents(n.Log))
 		if err != nil {

@@ -254,7 +254,11 @@ func (n *Node) startWorker(ctx context.Context, o *options) error {
 		worker.WithOnAuthority(func(a peer.AddrInfo) { n.book.add(a, SourceSettings) }),
 		worker.WithPricing(cfg.Worker.PricePerSecond, cfg.Worker.LoadSurcharge), worker.WithDeny(cfg.Worker.denied()...)}, o.workerOpt...)
 	if n.Account != nil {
-		wopts = append(wopts, worker.WithPayee(n.Account))
+		horizon := cfg.Worker.SettleHorizon
+		if horizon <= 0 {
+			horizon = 10 * time.Second
+		}
+		wopts = append(wopts, worker.WithPayee(n.Account), worker.WithEscrowCheck(n.Account, horizon))
 	}
 	w, err := worker.New(n.Host, n.Key, n.executors, n.Log, wopts...)
 	if err != nil {

@@ -40,6 +40,10 @@ const (
 	// MaxSolicitMsg bounds a solicitation and an aggregated proffer (a few
 	// hundred signed bids).
 	MaxSolicitMsg = 1 << 20
+	// MaxLedgerMsg bounds one /p2pjobs/ledger request or response (a whole
+	// chain arriving by hand-over travels in one request); it equals
+	// ledger.MaxRequestSize.
+	MaxLedgerMsg  = 4 << 20
 	MaxOverlayMsg = 1 << 10
 )
 
@@ -49,6 +53,8 @@ const (
 	DiscoverTimeout = 15 * time.Second
 	BidTimeout      = 10 * time.Second
 	OverlayTimeout  = 10 * time.Second
+	// LedgerTimeout bounds one ledger request/response exchange.
+	LedgerTimeout = 30 * time.Second
 	// JobIdleTimeout bounds how long a job stream may stay silent in either
 	// direction; the deadline is pushed forward on every message.
 	JobIdleTimeout = 2 * time.Minute

@@ -478,6 +478,7 @@ func (d *dispatch) result(worker peer.ID, idx int, aw *award, r *pb.JobResult, c
 	if err := d.checkReceipt(worker, idx, r); err != nil {
 		d.returnAwardLocked(aw)
 		d.c.log.Emit(events.Event{Kind: events.Error, Peer: w, Series: d.s.ID, Job: r.JobId, Err: err.Error()})
+		d.dispute(r.Receipt) // pay.go: never acknowledged, and disputed
 		d.c.o.rep.Failed(worker, 1)
 		d.applyLocked(d.m.Result(w, idx, schedule.Outcome{At: now, Err: err, Retryable: true}))
 		return false
@@ -519,6 +520,8 @@ func (d *dispatch) checkReceipt(worker peer.ID, idx int, r *pb.JobResult) error 
 		return fmt.Errorf("%w: names worker %s, client %s", ErrBadReceipt, peer.ID(rc.Worker), peer.ID(rc.Client))
 	case rc.SeriesId != d.s.ID || rc.JobId != d.s.Jobs[idx].ID:
 		return fmt.Errorf("%w: for job %s/%s", ErrBadReceipt, rc.SeriesId, rc.JobId)
+	case !d.awardedLocked(worker, rc): // pay.go
+		return fmt.Errorf("%w: bid %x at %d points is not this worker's award", ErrBadReceipt, rc.BidId, rc.Price)
 	case !bytes.Equal(rc.ResultHash, protocols.ResultHash(r)):
 		return fmt.Errorf("%w: result does not match its hash", ErrBadReceipt)
 	}

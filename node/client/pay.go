@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -247,4 +248,26 @@ func (d *dispatch) ack(r *pb.JobResult) *pb.JobStreamMsg {
 		return nil
 	}
 	return &pb.JobStreamMsg{Msg: &pb.JobStreamMsg_Ack{Ack: &pb.ReceiptAck{ReceiptHash: h, ClientSig: sig}}}
+}
+
+// Disputer is a Payer that can dispute a receipt (node/ledgersvc.Account
+// is one). Dispute must return at once: it is called on the job path.
+type Disputer interface {
+	Dispute(sr *pb.SignedReceipt)
+}
+
+// awardedLocked reports whether a receipt names the award the client made
+// to worker: its bid and the bid's price. A receipt naming another bid
+// (another award's escrow) or another price is never acknowledged.
+func (d *dispatch) awardedLocked(worker peer.ID, rc *pb.Receipt) bool {
+	off, ok := d.offers[worker]
+	return ok && off.Bid != nil && bytes.Equal(rc.BidId, off.Bid.BidId) && rc.Price == off.Bid.PricePerJob
+}
+
+// dispute files a dispute, with the receipt as evidence, for a receipt
+// the client did not expect: the worker cannot be paid for it.
+func (d *dispatch) dispute(sr *pb.SignedReceipt) {
+	if p, ok := d.c.o.payer.(Disputer); ok && sr != nil {
+		p.Dispute(sr)
+	}
 }

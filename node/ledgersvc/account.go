@@ -518,8 +518,15 @@ func (a *Account) Lock(ctx context.Context, worker peer.ID, bidID []byte, amount
 }
 
 // Transfer pays amount to another account; it returns the countersigned
-// out-block, which the receiver claims (Claim) at its own home.
+// out-block, which the receiver claims (Claim) at its own home. The block
+// names that home (asked of the trusted authorities once, then cached: a
+// home the receiver has left still takes the claim, as a former home), so
+// that the payment is credited at one home only.
 func (a *Account) Transfer(ctx context.Context, to peer.ID, amount uint64, ref string) (*pb.Block, error) {
+	home, err := a.settle.homeOf(ctx, to)
+	if err != nil {
+		return nil, fmt.Errorf("ledgersvc: transfer: the receiver's home: %w", err)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err := a.readyLocked(ctx); err != nil {
@@ -528,11 +535,36 @@ func (a *Account) Transfer(ctx context.Context, to peer.ID, amount uint64, ref s
 	if have := a.w.State().Balance; amount > have {
 		return nil, &InsufficientFundsError{Need: amount, Have: have}
 	}
-	b, err := a.w.Transfer(to, amount, ref, a.o.now())
+	b, err := a.w.TransferTo(to, home, amount, ref, a.o.now())
 	if err != nil {
 		return nil, fmt.Errorf("ledgersvc: transfer: %w", err)
 	}
 	return a.countersignLocked(ctx, &pb.CountersignRequest{Block: b})
+}
+
+// Dispute disputes a receipt the client did not expect, with the receipt
+// as evidence, at the client's home (which holds its escrows): the worker
+// is never paid for it without the client's acknowledgement. It returns
+// at once; the request runs on the account's own goroutine.
+func (a *Account) Dispute(sr *pb.SignedReceipt) {
+	h := ledger.ReceiptHash(sr)
+	sig, err := a.key.Sign(ledger.DisputeBytes(h))
+	if err != nil || a.ctx.Err() != nil { // closed: no new goroutine
+		return
+	}
+	req := &pb.LedgerRequest{Req: &pb.LedgerRequest_Dispute{Dispute: &pb.DisputeRequest{ReceiptHash: h, Client: []byte(a.id), ClientSig: sig, Receipt: sr}}}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		ctx, cancel := context.WithTimeout(a.ctx, StreamTimeout)
+		defer cancel()
+		_, err := Call(ctx, a.h, a.Home(), req)
+		msg := "disputed receipt " + fmt.Sprintf("%x", h[:8])
+		if err != nil {
+			msg += ": " + err.Error()
+		}
+		a.o.log.Emit(events.Event{Kind: events.Error, Proto: string(ID), Err: msg})
+	}()
 }
 
 // Ack signs the acknowledgement of a delivered result's receipt and
@@ -615,4 +647,37 @@ func (a *Account) anyExpired() bool {
 		}
 	}
 	return false
+}
+
+// CheckEscrow asks the client's home (which holds its escrows) for the
+// escrow of bid and verifies its lock for this worker
+// (ledger.CheckLock): countersigned by that trusted home, at least need
+// points, expiring after until, with points left. It is the worker's
+// check before the first job of an award.
+func (a *Account) CheckEscrow(ctx context.Context, client peer.ID, bidID []byte, need uint64, until time.Time) (uint64, time.Time, error) {
+	home, err := a.settle.homeOf(ctx, client)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	req := &pb.LedgerRequest{Req: &pb.LedgerRequest_GetEscrow{GetEscrow: &pb.GetEscrowRequest{Client: []byte(client), Escrow: ledger.EscrowID(bidID)}}}
+	resp, err := Call(ctx, a.h, home, req)
+	if errors.Is(err, protocols.Code(pb.ErrorCode_NOT_FOUND)) {
+		// The client may have moved home since we cached it.
+		if now, lerr := a.settle.lookupHome(ctx, client); lerr == nil && now != home {
+			home = now
+			resp, err = Call(ctx, a.h, home, req)
+		}
+	}
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	e := resp.GetEscrow()
+	lock := e.GetLock()
+	if err := ledger.CheckLock(lock, ledger.LockCheck{Client: client, Worker: a.id, BidID: bidID, Need: need, Until: until}, a.trust); err != nil {
+		return 0, time.Time{}, err
+	}
+	if peer.ID(lock.Notary) != home || e.GetRemaining() <= e.GetReserved() {
+		return 0, time.Time{}, fmt.Errorf("%w: escrow held elsewhere or used up", ledger.ErrEscrowMismatch)
+	}
+	return lock.Amount, time.UnixMilli(lock.ExpiresMs), nil
 }

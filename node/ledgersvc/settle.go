@@ -259,7 +259,8 @@ func (s *settler) present(ctx context.Context, client peer.ID, cs []*claimState,
 	if err != nil {
 		return err
 	}
-	req := &pb.SettleRequest{}
+	// The release names our home: only there can it be claimed.
+	req := &pb.SettleRequest{Home: []byte(s.a.Home())}
 	for _, c := range cs {
 		req.Claims = append(req.Claims, &pb.ReceiptClaim{Receipt: c.sr, ClientAck: c.ack})
 	}

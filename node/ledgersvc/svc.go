@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/p2pjobs/p2pnode/ledger"
@@ -27,9 +29,9 @@ const (
 	// ID is the ledger protocol.
 	ID = protocols.Ledger
 	// MaxMsg bounds one request or response frame.
-	MaxMsg = ledger.MaxRequestSize
+	MaxMsg = protocols.MaxLedgerMsg
 	// StreamTimeout bounds one request/response exchange.
-	StreamTimeout = 30 * time.Second
+	StreamTimeout = protocols.LedgerTimeout
 	// ServiceName is the resource-manager scope of the service.
 	ServiceName = "p2pjobs.ledger"
 	// maxGroup bounds the notary outputs committed in one transaction.
@@ -183,6 +185,11 @@ func (s *Service) Do(ctx context.Context, req *pb.LedgerRequest, from peer.ID) *
 }
 
 func (s *Service) do(ctx context.Context, req *pb.LedgerRequest, from peer.ID) *pb.LedgerResponse {
+	if r, ok := req.GetReq().(*pb.LedgerRequest_Register); ok && len(r.Register.GetChain()) == 1 && from != s.h.ID() {
+		if err := s.homedElsewhere(ctx, peer.ID(r.Register.Chain[0].GetAccount())); err != nil {
+			return &pb.LedgerResponse{Error: ledger.ToPB(err)}
+		}
+	}
 	s.mu.Lock()
 	if s.n == nil { // a failed commit could not be recovered from
 		s.mu.Unlock()
@@ -190,7 +197,9 @@ func (s *Service) do(ctx context.Context, req *pb.LedgerRequest, from peer.ID) *
 	}
 	resp, out := ledger.Handle(s.n, s.store, req, from, s.o.now())
 	var p *pending
-	if len(out.Blocks) > 0 || len(out.Notes) > 0 || len(out.Settlements) > 0 || out.Evidence != nil {
+	// A retry's answer (out.Reply) persists nothing, but it is sent only
+	// after what was queued before it is durable: it waits its turn.
+	if !out.Empty() || len(out.Reply) > 0 {
 		p = &pending{out: out, done: make(chan error, 1)}
 		s.qmu.Lock()
 		s.queue = append(s.queue, p)
@@ -217,6 +226,43 @@ func (s *Service) do(ctx context.Context, req *pb.LedgerRequest, from peer.ID) *
 	s.emitOwn(out.Blocks)
 	_ = ctx
 	return resp
+}
+
+// homeCheckTimeout bounds the question to another authority.
+const homeCheckTimeout = 3 * time.Second
+
+// homedElsewhere refuses a genesis for an account another trusted
+// authority already holds ("one account, one home"). An authority that
+// does not answer is skipped: points stay credited once without this
+// check (an out-block names the one home that may claim it, doc.go); it
+// only spares a user an account split over two homes.
+func (s *Service) homedElsewhere(ctx context.Context, account peer.ID) error {
+	if s.notaryHolds(account) {
+		return nil // a retry here: the notary answers it
+	}
+	for t := range s.cfg.Trust {
+		if t == s.h.ID() || len(s.h.Peerstore().Addrs(t)) == 0 && s.h.Network().Connectedness(t) != network.Connected {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, homeCheckTimeout)
+		resp, err := Call(cctx, s.h, t, &pb.LedgerRequest{Req: &pb.LedgerRequest_GetHead{GetHead: &pb.GetHeadRequest{Account: []byte(account)}}})
+		cancel()
+		if err == nil && resp.GetHead() != nil {
+			return fmt.Errorf("%w: %s is homed at %s (hand it over from there instead)", ledger.ErrHomedElsewhere, account, peer.ID(resp.GetHead().GetHome()))
+		}
+	}
+	return nil
+}
+
+// notaryHolds reports whether the notary holds account.
+func (s *Service) notaryHolds(account peer.ID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n == nil {
+		return false
+	}
+	_, err := s.n.Head(account)
+	return err == nil
 }
 
 func internal(err error) *pb.LedgerResponse {
@@ -298,7 +344,10 @@ func (s *Service) commitQueued() {
 				merged.Evidence = p.out.Evidence
 			}
 		}
-		err := s.store.Commit(merged)
+		var err error
+		if !merged.Empty() {
+			err = s.store.Commit(merged)
+		}
 		if err == nil {
 			for _, p := range group {
 				p.done <- nil
@@ -409,35 +458,45 @@ func fitResponse(resp *pb.LedgerResponse) {
 	}
 }
 
-// ReadRequest reads one length-delimited ledger request, refusing frames
-// over MaxMsg before reading them. reserve (may be nil) is asked for the
-// frame's memory first. Errors: ErrTooBig, ErrBadFram or a wrapped
-// ledger.ErrBadRequest for hostile bytes; the reader's own error (io.EOF,
-// deadline, reset) for transport failures.
+// ReadRequest reads one length-delimited ledger request with protocols'
+// reader (size-capped: frames over MaxMsg are refused before they are
+// read). reserve (may be nil) is asked for the frame's memory first.
+// Errors: ErrTooBig, ErrBadFram for hostile bytes; the reader's own error
+// (io.EOF, deadline, reset) for transport failures.
 func ReadRequest(r *bufio.Reader, reserve func(int) error) (*pb.LedgerRequest, error) {
-	n, err := binary.ReadUvarint(r)
-	if err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || (err != io.EOF && !isTransport(err)) {
-			return nil, fmt.Errorf("%w: length: %w", ErrBadFram, err)
-		}
-		return nil, err
-	}
-	if n > MaxMsg {
-		return nil, fmt.Errorf("%w: %d bytes over the %d-byte cap", ErrTooBig, n, MaxMsg)
-	}
 	if reserve != nil {
-		if err := reserve(int(n)); err != nil {
-			return nil, err
+		// Peek the length prefix one byte at a time: a short request must
+		// not wait for bytes that never come.
+		for i := 1; i <= binary.MaxVarintLen64; i++ {
+			head, err := r.Peek(i)
+			if err != nil {
+				break // the reader below reports it
+			}
+			if head[i-1] < 0x80 {
+				if n, k := protowire.ConsumeVarint(head); k > 0 && n <= MaxMsg {
+					if err := reserve(int(n)); err != nil {
+						return nil, err
+					}
+				}
+				break
+			}
 		}
 	}
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(r, buf); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%w: truncated: %w", ErrBadFram, err)
-		}
+	req := new(pb.LedgerRequest)
+	err := protocols.NewReader(r, MaxMsg).Read(req)
+	switch {
+	case err == nil:
+		return req, nil
+	case errors.Is(err, protocols.ErrTooLarge):
+		return nil, fmt.Errorf("%w: %w", ErrTooBig, err)
+	case errors.Is(err, protocols.ErrMalformed):
+		return nil, fmt.Errorf("%w: %w", ErrBadFram, err)
+	case err == io.EOF:
+		return nil, err
+	case isTransport(err), errors.Is(err, os.ErrDeadlineExceeded):
 		return nil, err
 	}
-	return ledger.DecodeRequest(buf)
+	return nil, fmt.Errorf("%w: %w", ErrBadFram, err)
 }
 
 func isTransport(err error) bool {

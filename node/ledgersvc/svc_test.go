@@ -136,7 +136,7 @@ func BenchmarkNotarisedTransfers(b *testing.B) {
 func TestServiceSettleAfterDisputeWindow(t *testing.T) {
 	ah, akey := newHost(t)
 	st, _ := boltstore.Open(t.TempDir()+"/l.db", ledger.NewTrustSet(ah.ID()))
-	svc, err := ledgersvc.New(ah, st, ledger.NotaryConfig{Key: akey, DisputeWindow: 300 * time.Millisecond, Grant: ledger.GrantPolicy{Amount: 100}})
+	svc, err := ledgersvc.New(ah, st, ledger.NotaryConfig{Key: akey, DisputeWindow: 300 * time.Millisecond, MinLockLifetime: 500 * time.Millisecond, Grant: ledger.GrantPolicy{Amount: 100}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -131,7 +131,7 @@ func TestLedgerRefundsFailedJobs(t *testing.T) {
 	cl := nodetest.StartWith(t, func(c *node.Config) {
 		c.Roles, c.Bootstrap = []string{node.RoleClient}, a
 	}, withLedger(t), fastSettle, node.WithLedgerAccountOptions(ledgersvc.WithRefundEvery(100*time.Millisecond)),
-		node.WithClientOptions(client.WithEscrowTTL(3*time.Second)))
+		node.WithClientOptions(client.WithEscrowTTL(8*time.Second))) // outlives a loaded machine's dispatch and the worker's 1s horizon
 	nodetest.WaitFor(t, 10*time.Second, "registration", func() bool { return auth.Authority.Workers() == 1 })
 
 	s := &client.Series{ID: "refund", Executor: "wasm", Module: wasm.Pi, Strategy: schedule.Balanced, Retries: 0,

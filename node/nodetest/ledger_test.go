@@ -40,6 +40,7 @@ func ledgerAuthority(t testing.TB, key crypto.PrivKey, grant uint64, edit func(*
 		c.Roles = []string{node.RoleAuthority}
 		c.Authority.Grant = node.GrantConfig{Amount: grant}
 		c.Authority.DisputeWindow = time.Second
+		c.Authority.MinLockLifetime = 500 * time.Millisecond // tests refund after a second
 		if edit != nil {
 			edit(c)
 		}
@@ -50,6 +51,7 @@ func ledgerNode(t testing.TB, roles []string, auths []string, price uint64) *nod
 	t.Helper()
 	return nodetest.StartWith(t, func(c *node.Config) {
 		c.Roles, c.Bootstrap, c.Worker.PricePerJob = roles, auths, price
+		c.Worker.SettleHorizon = time.Second // tests lock for a few seconds
 	}, withLedger(t), fastSettle)
 }
 

@@ -210,6 +210,10 @@ func (js *jobStream) job(req *pb.JobRequest) error {
 	if err := s.useAward(js.client, req.BidId, req.Price); err != nil {
 		return js.fail(req, err)
 	}
+	if err := s.checkEscrow(js.client, req.BidId); err != nil {
+		s.returnAward(req.BidId)
+		return js.fail(req, err)
+	}
 	s.queued.Add(1)
 	select {
 	case s.slots <- struct{}{}:

@@ -59,6 +59,9 @@ type openBid struct {
 	maxJobs uint32
 	used    uint32
 	expires time.Time
+	// What the client's escrow lock was seen to hold (pay.go).
+	locked      uint64
+	lockExpires time.Time
 }
 
 type options struct {
@@ -74,7 +77,9 @@ type options struct {
 	onAuthority func(peer.AddrInfo)
 	now         func() time.Time
 	bidVersions []protocol.ID
-	payee       Payee // pay.go; nil: jobs are not paid for
+	payee       Payee         // pay.go; nil: jobs are not paid for
+	escrow      EscrowChecker // pay.go; nil: jobs are not checked against escrow
+	horizon     time.Duration // the client's lock must outlive now + horizon
 	// Pricing policy (bid.go): points per job-second, load surcharge, and
 	// clients refused.
 	pricePerSecond float64

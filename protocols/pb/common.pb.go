@@ -51,6 +51,7 @@ const (
 	ErrorCode_NO_AWARD            ErrorCode = 26
 	ErrorCode_MODULE_MISSING      ErrorCode = 27
 	ErrorCode_MODULE_INVALID      ErrorCode = 28
+	ErrorCode_NO_ESCROW           ErrorCode = 29 // the award has no escrow covering it, or one expiring too soon
 	// Reasons a job failed while running.
 	ErrorCode_JOB_TRAP             ErrorCode = 40
 	ErrorCode_JOB_TIMEOUT          ErrorCode = 41
@@ -88,6 +89,7 @@ var (
 		26: "NO_AWARD",
 		27: "MODULE_MISSING",
 		28: "MODULE_INVALID",
+		29: "NO_ESCROW",
 		40: "JOB_TRAP",
 		41: "JOB_TIMEOUT",
 		42: "JOB_MEMORY",
@@ -120,6 +122,7 @@ var (
 		"NO_AWARD":                  26,
 		"MODULE_MISSING":            27,
 		"MODULE_INVALID":            28,
+		"NO_ESCROW":                 29,
 		"JOB_TRAP":                  40,
 		"JOB_TIMEOUT":               41,
 		"JOB_MEMORY":                42,
@@ -345,7 +348,7 @@ const file_common_proto_rawDesc = "" +
 	"\x10max_output_bytes\x18\x03 \x01(\x04R\x0emaxOutputBytes\".\n" +
 	"\x04File\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data*\xf2\x04\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data*\x81\x05\n" +
 	"\tErrorCode\x12\x15\n" +
 	"\x11ERROR_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vBAD_REQUEST\x10\x01\x12\r\n" +
@@ -365,7 +368,8 @@ const file_common_proto_rawDesc = "" +
 	"\x0eCLIENT_REFUSED\x10\x19\x12\f\n" +
 	"\bNO_AWARD\x10\x1a\x12\x12\n" +
 	"\x0eMODULE_MISSING\x10\x1b\x12\x12\n" +
-	"\x0eMODULE_INVALID\x10\x1c\x12\f\n" +
+	"\x0eMODULE_INVALID\x10\x1c\x12\r\n" +
+	"\tNO_ESCROW\x10\x1d\x12\f\n" +
 	"\bJOB_TRAP\x10(\x12\x0f\n" +
 	"\vJOB_TIMEOUT\x10)\x12\x0e\n" +
 	"\n" +

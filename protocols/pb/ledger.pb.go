@@ -680,10 +680,13 @@ func (x *GetChainRequest) GetLimit() uint32 {
 }
 
 type MintRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	To            []byte                 `protobuf:"bytes,1,opt,name=to,proto3" json:"to,omitempty"`
-	Amount        uint64                 `protobuf:"varint,2,opt,name=amount,proto3" json:"amount,omitempty"`
-	Reference     string                 `protobuf:"bytes,3,opt,name=reference,proto3" json:"reference,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	To        []byte                 `protobuf:"bytes,1,opt,name=to,proto3" json:"to,omitempty"`
+	Amount    uint64                 `protobuf:"varint,2,opt,name=amount,proto3" json:"amount,omitempty"`
+	Reference string                 `protobuf:"bytes,3,opt,name=reference,proto3" json:"reference,omitempty"`
+	// The receiver's home authority, named in the TRANSFER_OUT: only that
+	// home accepts the claim (empty: this authority).
+	Home          []byte `protobuf:"bytes,4,opt,name=home,proto3" json:"home,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -739,9 +742,19 @@ func (x *MintRequest) GetReference() string {
 	return ""
 }
 
+func (x *MintRequest) GetHome() []byte {
+	if x != nil {
+		return x.Home
+	}
+	return nil
+}
+
 type SettleRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Claims        []*ReceiptClaim        `protobuf:"bytes,1,rep,name=claims,proto3" json:"claims,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Claims []*ReceiptClaim        `protobuf:"bytes,1,rep,name=claims,proto3" json:"claims,omitempty"`
+	// The worker's home authority, named in the ESCROW_RELEASE: only that
+	// home accepts the claim (empty: this authority).
+	Home          []byte `protobuf:"bytes,2,opt,name=home,proto3" json:"home,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -779,6 +792,13 @@ func (*SettleRequest) Descriptor() ([]byte, []int) {
 func (x *SettleRequest) GetClaims() []*ReceiptClaim {
 	if x != nil {
 		return x.Claims
+	}
+	return nil
+}
+
+func (x *SettleRequest) GetHome() []byte {
+	if x != nil {
+		return x.Home
 	}
 	return nil
 }
@@ -854,10 +874,13 @@ func (x *RefundRequest) GetAmount() uint64 {
 }
 
 type DisputeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ReceiptHash   []byte                 `protobuf:"bytes,1,opt,name=receipt_hash,json=receiptHash,proto3" json:"receipt_hash,omitempty"`
-	Client        []byte                 `protobuf:"bytes,2,opt,name=client,proto3" json:"client,omitempty"`
-	ClientSig     []byte                 `protobuf:"bytes,3,opt,name=client_sig,json=clientSig,proto3" json:"client_sig,omitempty"` // over "p2pjobs-dispute:" || receipt_hash
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ReceiptHash []byte                 `protobuf:"bytes,1,opt,name=receipt_hash,json=receiptHash,proto3" json:"receipt_hash,omitempty"`
+	Client      []byte                 `protobuf:"bytes,2,opt,name=client,proto3" json:"client,omitempty"`
+	ClientSig   []byte                 `protobuf:"bytes,3,opt,name=client_sig,json=clientSig,proto3" json:"client_sig,omitempty"` // over "p2pjobs-dispute:" || receipt_hash
+	// Evidence: the receipt itself, so that a receipt the worker has not
+	// filed yet is filed disputed (its later filing is refused).
+	Receipt       *SignedReceipt `protobuf:"bytes,4,opt,name=receipt,proto3" json:"receipt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -913,6 +936,13 @@ func (x *DisputeRequest) GetClientSig() []byte {
 	return nil
 }
 
+func (x *DisputeRequest) GetReceipt() *SignedReceipt {
+	if x != nil {
+		return x.Receipt
+	}
+	return nil
+}
+
 type LedgerRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Req:
@@ -925,6 +955,7 @@ type LedgerRequest struct {
 	//	*LedgerRequest_Settle
 	//	*LedgerRequest_Refund
 	//	*LedgerRequest_Dispute
+	//	*LedgerRequest_GetEscrow
 	Req           isLedgerRequest_Req `protobuf_oneof:"req"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1039,6 +1070,15 @@ func (x *LedgerRequest) GetDispute() *DisputeRequest {
 	return nil
 }
 
+func (x *LedgerRequest) GetGetEscrow() *GetEscrowRequest {
+	if x != nil {
+		if x, ok := x.Req.(*LedgerRequest_GetEscrow); ok {
+			return x.GetEscrow
+		}
+	}
+	return nil
+}
+
 type isLedgerRequest_Req interface {
 	isLedgerRequest_Req()
 }
@@ -1075,6 +1115,10 @@ type LedgerRequest_Dispute struct {
 	Dispute *DisputeRequest `protobuf:"bytes,8,opt,name=dispute,proto3,oneof"`
 }
 
+type LedgerRequest_GetEscrow struct {
+	GetEscrow *GetEscrowRequest `protobuf:"bytes,9,opt,name=get_escrow,json=getEscrow,proto3,oneof"`
+}
+
 func (*LedgerRequest_Register) isLedgerRequest_Req() {}
 
 func (*LedgerRequest_Countersign) isLedgerRequest_Req() {}
@@ -1090,6 +1134,8 @@ func (*LedgerRequest_Settle) isLedgerRequest_Req() {}
 func (*LedgerRequest_Refund) isLedgerRequest_Req() {}
 
 func (*LedgerRequest_Dispute) isLedgerRequest_Req() {}
+
+func (*LedgerRequest_GetEscrow) isLedgerRequest_Req() {}
 
 type AccountHead struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1167,6 +1213,120 @@ func (x *AccountHead) GetHome() []byte {
 	return nil
 }
 
+// GetEscrowRequest asks the escrow's authority for an escrow it holds: a
+// worker checks the client's lock before its first job.
+type GetEscrowRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Client        []byte                 `protobuf:"bytes,1,opt,name=client,proto3" json:"client,omitempty"`
+	Escrow        string                 `protobuf:"bytes,2,opt,name=escrow,proto3" json:"escrow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEscrowRequest) Reset() {
+	*x = GetEscrowRequest{}
+	mi := &file_ledger_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEscrowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEscrowRequest) ProtoMessage() {}
+
+func (x *GetEscrowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEscrowRequest.ProtoReflect.Descriptor instead.
+func (*GetEscrowRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetEscrowRequest) GetClient() []byte {
+	if x != nil {
+		return x.Client
+	}
+	return nil
+}
+
+func (x *GetEscrowRequest) GetEscrow() string {
+	if x != nil {
+		return x.Escrow
+	}
+	return ""
+}
+
+type EscrowInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lock          *Block                 `protobuf:"bytes,1,opt,name=lock,proto3" json:"lock,omitempty"`            // the client's countersigned ESCROW_LOCK
+	Remaining     uint64                 `protobuf:"varint,2,opt,name=remaining,proto3" json:"remaining,omitempty"` // locked minus released and refunded
+	Reserved      uint64                 `protobuf:"varint,3,opt,name=reserved,proto3" json:"reserved,omitempty"`   // of remaining: reserved for filed or disputed receipts
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EscrowInfo) Reset() {
+	*x = EscrowInfo{}
+	mi := &file_ledger_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EscrowInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EscrowInfo) ProtoMessage() {}
+
+func (x *EscrowInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EscrowInfo.ProtoReflect.Descriptor instead.
+func (*EscrowInfo) Descriptor() ([]byte, []int) {
+	return file_ledger_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *EscrowInfo) GetLock() *Block {
+	if x != nil {
+		return x.Lock
+	}
+	return nil
+}
+
+func (x *EscrowInfo) GetRemaining() uint64 {
+	if x != nil {
+		return x.Remaining
+	}
+	return 0
+}
+
+func (x *EscrowInfo) GetReserved() uint64 {
+	if x != nil {
+		return x.Reserved
+	}
+	return 0
+}
+
 type LedgerResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Error *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
@@ -1178,13 +1338,14 @@ type LedgerResponse struct {
 	Released      [][]byte     `protobuf:"bytes,4,rep,name=released,proto3" json:"released,omitempty"` // settle: receipt hashes paid by blocks[0]
 	Pending       [][]byte     `protobuf:"bytes,5,rep,name=pending,proto3" json:"pending,omitempty"`   // settle: filed, payable after the dispute window
 	Rejected      []*Error     `protobuf:"bytes,6,rep,name=rejected,proto3" json:"rejected,omitempty"` // settle: one per rejected claim, in order
+	Escrow        *EscrowInfo  `protobuf:"bytes,7,opt,name=escrow,proto3" json:"escrow,omitempty"`     // get_escrow
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LedgerResponse) Reset() {
 	*x = LedgerResponse{}
-	mi := &file_ledger_proto_msgTypes[15]
+	mi := &file_ledger_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1196,7 +1357,7 @@ func (x *LedgerResponse) String() string {
 func (*LedgerResponse) ProtoMessage() {}
 
 func (x *LedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_proto_msgTypes[15]
+	mi := &file_ledger_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1209,7 +1370,7 @@ func (x *LedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerResponse.ProtoReflect.Descriptor instead.
 func (*LedgerResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_proto_rawDescGZIP(), []int{15}
+	return file_ledger_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *LedgerResponse) GetError() *Error {
@@ -1250,6 +1411,13 @@ func (x *LedgerResponse) GetPending() [][]byte {
 func (x *LedgerResponse) GetRejected() []*Error {
 	if x != nil {
 		return x.Rejected
+	}
+	return nil
+}
+
+func (x *LedgerResponse) GetEscrow() *EscrowInfo {
+	if x != nil {
+		return x.Escrow
 	}
 	return nil
 }
@@ -1306,23 +1474,26 @@ const file_ledger_proto_rawDesc = "" +
 	"\x0fGetChainRequest\x12\x18\n" +
 	"\aaccount\x18\x01 \x01(\fR\aaccount\x12\x19\n" +
 	"\bfrom_seq\x18\x02 \x01(\x04R\afromSeq\x12\x14\n" +
-	"\x05limit\x18\x03 \x01(\rR\x05limit\"S\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\"g\n" +
 	"\vMintRequest\x12\x0e\n" +
 	"\x02to\x18\x01 \x01(\fR\x02to\x12\x16\n" +
 	"\x06amount\x18\x02 \x01(\x04R\x06amount\x12\x1c\n" +
-	"\treference\x18\x03 \x01(\tR\treference\">\n" +
+	"\treference\x18\x03 \x01(\tR\treference\x12\x12\n" +
+	"\x04home\x18\x04 \x01(\fR\x04home\"R\n" +
 	"\rSettleRequest\x12-\n" +
-	"\x06claims\x18\x01 \x03(\v2\x15.p2pjobs.ReceiptClaimR\x06claims\"~\n" +
+	"\x06claims\x18\x01 \x03(\v2\x15.p2pjobs.ReceiptClaimR\x06claims\x12\x12\n" +
+	"\x04home\x18\x02 \x01(\fR\x04home\"~\n" +
 	"\rRefundRequest\x12\x16\n" +
 	"\x06client\x18\x01 \x01(\fR\x06client\x12\x16\n" +
 	"\x06escrow\x18\x02 \x01(\tR\x06escrow\x12%\n" +
 	"\x0eworker_consent\x18\x03 \x01(\fR\rworkerConsent\x12\x16\n" +
-	"\x06amount\x18\x04 \x01(\x04R\x06amount\"j\n" +
+	"\x06amount\x18\x04 \x01(\x04R\x06amount\"\x9c\x01\n" +
 	"\x0eDisputeRequest\x12!\n" +
 	"\freceipt_hash\x18\x01 \x01(\fR\vreceiptHash\x12\x16\n" +
 	"\x06client\x18\x02 \x01(\fR\x06client\x12\x1d\n" +
 	"\n" +
-	"client_sig\x18\x03 \x01(\fR\tclientSig\"\xca\x03\n" +
+	"client_sig\x18\x03 \x01(\fR\tclientSig\x120\n" +
+	"\areceipt\x18\x04 \x01(\v2\x16.p2pjobs.SignedReceiptR\areceipt\"\x86\x04\n" +
 	"\rLedgerRequest\x12=\n" +
 	"\bregister\x18\x01 \x01(\v2\x1f.p2pjobs.RegisterAccountRequestH\x00R\bregister\x12?\n" +
 	"\vcountersign\x18\x02 \x01(\v2\x1b.p2pjobs.CountersignRequestH\x00R\vcountersign\x124\n" +
@@ -1331,21 +1502,32 @@ const file_ledger_proto_rawDesc = "" +
 	"\x04mint\x18\x05 \x01(\v2\x14.p2pjobs.MintRequestH\x00R\x04mint\x120\n" +
 	"\x06settle\x18\x06 \x01(\v2\x16.p2pjobs.SettleRequestH\x00R\x06settle\x120\n" +
 	"\x06refund\x18\a \x01(\v2\x16.p2pjobs.RefundRequestH\x00R\x06refund\x123\n" +
-	"\adispute\x18\b \x01(\v2\x17.p2pjobs.DisputeRequestH\x00R\adisputeB\x05\n" +
+	"\adispute\x18\b \x01(\v2\x17.p2pjobs.DisputeRequestH\x00R\adispute\x12:\n" +
+	"\n" +
+	"get_escrow\x18\t \x01(\v2\x19.p2pjobs.GetEscrowRequestH\x00R\tgetEscrowB\x05\n" +
 	"\x03req\"{\n" +
 	"\vAccountHead\x12\x18\n" +
 	"\aaccount\x18\x01 \x01(\fR\aaccount\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04hash\x18\x03 \x01(\fR\x04hash\x12\x18\n" +
 	"\abalance\x18\x04 \x01(\x04R\abalance\x12\x12\n" +
-	"\x04home\x18\x05 \x01(\fR\x04home\"\xea\x01\n" +
+	"\x04home\x18\x05 \x01(\fR\x04home\"B\n" +
+	"\x10GetEscrowRequest\x12\x16\n" +
+	"\x06client\x18\x01 \x01(\fR\x06client\x12\x16\n" +
+	"\x06escrow\x18\x02 \x01(\tR\x06escrow\"j\n" +
+	"\n" +
+	"EscrowInfo\x12\"\n" +
+	"\x04lock\x18\x01 \x01(\v2\x0e.p2pjobs.BlockR\x04lock\x12\x1c\n" +
+	"\tremaining\x18\x02 \x01(\x04R\tremaining\x12\x1a\n" +
+	"\breserved\x18\x03 \x01(\x04R\breserved\"\x97\x02\n" +
 	"\x0eLedgerResponse\x12$\n" +
 	"\x05error\x18\x01 \x01(\v2\x0e.p2pjobs.ErrorR\x05error\x12&\n" +
 	"\x06blocks\x18\x02 \x03(\v2\x0e.p2pjobs.BlockR\x06blocks\x12(\n" +
 	"\x04head\x18\x03 \x01(\v2\x14.p2pjobs.AccountHeadR\x04head\x12\x1a\n" +
 	"\breleased\x18\x04 \x03(\fR\breleased\x12\x18\n" +
 	"\apending\x18\x05 \x03(\fR\apending\x12*\n" +
-	"\brejected\x18\x06 \x03(\v2\x0e.p2pjobs.ErrorR\brejected*\xd2\x01\n" +
+	"\brejected\x18\x06 \x03(\v2\x0e.p2pjobs.ErrorR\brejected\x12+\n" +
+	"\x06escrow\x18\a \x01(\v2\x13.p2pjobs.EscrowInfoR\x06escrow*\xd2\x01\n" +
 	"\tBlockKind\x12\x15\n" +
 	"\x11BLOCK_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rBLOCK_GENESIS\x10\x01\x12\x0e\n" +
@@ -1371,7 +1553,7 @@ func file_ledger_proto_rawDescGZIP() []byte {
 }
 
 var file_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_ledger_proto_goTypes = []any{
 	(BlockKind)(0),                 // 0: p2pjobs.BlockKind
 	(*EscrowLine)(nil),             // 1: p2pjobs.EscrowLine
@@ -1389,38 +1571,44 @@ var file_ledger_proto_goTypes = []any{
 	(*DisputeRequest)(nil),         // 13: p2pjobs.DisputeRequest
 	(*LedgerRequest)(nil),          // 14: p2pjobs.LedgerRequest
 	(*AccountHead)(nil),            // 15: p2pjobs.AccountHead
-	(*LedgerResponse)(nil),         // 16: p2pjobs.LedgerResponse
-	(*SignedReceipt)(nil),          // 17: p2pjobs.SignedReceipt
-	(*Error)(nil),                  // 18: p2pjobs.Error
+	(*GetEscrowRequest)(nil),       // 16: p2pjobs.GetEscrowRequest
+	(*EscrowInfo)(nil),             // 17: p2pjobs.EscrowInfo
+	(*LedgerResponse)(nil),         // 18: p2pjobs.LedgerResponse
+	(*SignedReceipt)(nil),          // 19: p2pjobs.SignedReceipt
+	(*Error)(nil),                  // 20: p2pjobs.Error
 }
 var file_ledger_proto_depIdxs = []int32{
 	0,  // 0: p2pjobs.Block.kind:type_name -> p2pjobs.BlockKind
 	1,  // 1: p2pjobs.Block.lines:type_name -> p2pjobs.EscrowLine
 	2,  // 2: p2pjobs.ForkEvidence.first:type_name -> p2pjobs.Block
 	2,  // 3: p2pjobs.ForkEvidence.second:type_name -> p2pjobs.Block
-	17, // 4: p2pjobs.ReceiptClaim.receipt:type_name -> p2pjobs.SignedReceipt
+	19, // 4: p2pjobs.ReceiptClaim.receipt:type_name -> p2pjobs.SignedReceipt
 	4,  // 5: p2pjobs.Settlement.claims:type_name -> p2pjobs.ReceiptClaim
 	2,  // 6: p2pjobs.RegisterAccountRequest.chain:type_name -> p2pjobs.Block
 	2,  // 7: p2pjobs.CountersignRequest.block:type_name -> p2pjobs.Block
 	2,  // 8: p2pjobs.CountersignRequest.source:type_name -> p2pjobs.Block
 	4,  // 9: p2pjobs.SettleRequest.claims:type_name -> p2pjobs.ReceiptClaim
-	6,  // 10: p2pjobs.LedgerRequest.register:type_name -> p2pjobs.RegisterAccountRequest
-	7,  // 11: p2pjobs.LedgerRequest.countersign:type_name -> p2pjobs.CountersignRequest
-	8,  // 12: p2pjobs.LedgerRequest.get_head:type_name -> p2pjobs.GetHeadRequest
-	9,  // 13: p2pjobs.LedgerRequest.get_chain:type_name -> p2pjobs.GetChainRequest
-	10, // 14: p2pjobs.LedgerRequest.mint:type_name -> p2pjobs.MintRequest
-	11, // 15: p2pjobs.LedgerRequest.settle:type_name -> p2pjobs.SettleRequest
-	12, // 16: p2pjobs.LedgerRequest.refund:type_name -> p2pjobs.RefundRequest
-	13, // 17: p2pjobs.LedgerRequest.dispute:type_name -> p2pjobs.DisputeRequest
-	18, // 18: p2pjobs.LedgerResponse.error:type_name -> p2pjobs.Error
-	2,  // 19: p2pjobs.LedgerResponse.blocks:type_name -> p2pjobs.Block
-	15, // 20: p2pjobs.LedgerResponse.head:type_name -> p2pjobs.AccountHead
-	18, // 21: p2pjobs.LedgerResponse.rejected:type_name -> p2pjobs.Error
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	19, // 10: p2pjobs.DisputeRequest.receipt:type_name -> p2pjobs.SignedReceipt
+	6,  // 11: p2pjobs.LedgerRequest.register:type_name -> p2pjobs.RegisterAccountRequest
+	7,  // 12: p2pjobs.LedgerRequest.countersign:type_name -> p2pjobs.CountersignRequest
+	8,  // 13: p2pjobs.LedgerRequest.get_head:type_name -> p2pjobs.GetHeadRequest
+	9,  // 14: p2pjobs.LedgerRequest.get_chain:type_name -> p2pjobs.GetChainRequest
+	10, // 15: p2pjobs.LedgerRequest.mint:type_name -> p2pjobs.MintRequest
+	11, // 16: p2pjobs.LedgerRequest.settle:type_name -> p2pjobs.SettleRequest
+	12, // 17: p2pjobs.LedgerRequest.refund:type_name -> p2pjobs.RefundRequest
+	13, // 18: p2pjobs.LedgerRequest.dispute:type_name -> p2pjobs.DisputeRequest
+	16, // 19: p2pjobs.LedgerRequest.get_escrow:type_name -> p2pjobs.GetEscrowRequest
+	2,  // 20: p2pjobs.EscrowInfo.lock:type_name -> p2pjobs.Block
+	20, // 21: p2pjobs.LedgerResponse.error:type_name -> p2pjobs.Error
+	2,  // 22: p2pjobs.LedgerResponse.blocks:type_name -> p2pjobs.Block
+	15, // 23: p2pjobs.LedgerResponse.head:type_name -> p2pjobs.AccountHead
+	20, // 24: p2pjobs.LedgerResponse.rejected:type_name -> p2pjobs.Error
+	17, // 25: p2pjobs.LedgerResponse.escrow:type_name -> p2pjobs.EscrowInfo
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_ledger_proto_init() }
@@ -1439,6 +1627,7 @@ func file_ledger_proto_init() {
 		(*LedgerRequest_Settle)(nil),
 		(*LedgerRequest_Refund)(nil),
 		(*LedgerRequest_Dispute)(nil),
+		(*LedgerRequest_GetEscrow)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1446,7 +1635,7 @@ func file_ledger_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ledger_proto_rawDesc), len(file_ledger_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
