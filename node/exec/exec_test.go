@@ -110,3 +110,18 @@ func TestExecUnknownProgram(t *testing.T) {
 		t.Fatal("relative path accepted")
 	}
 }
+
+// BenchmarkExecTrivial is the cost per job of the exec executor and its
+// isolation: /bin/true in a fresh directory.
+func BenchmarkExecTrivial(b *testing.B) {
+	e, err := NewExec(map[string]string{"true": "/bin/true"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	for b.Loop() {
+		if res, err := e.Run(ctx, Job{Args: []string{"true"}}); err != nil || res.ExitCode != 0 {
+			b.Fatalf("res %+v err %v", res, err)
+		}
+	}
+}
