@@ -1,4 +1,4 @@
-//go:build unix
+//go:build linux
 
 package exec
 
@@ -24,7 +24,7 @@ func newTestExec(t *testing.T) *Exec {
 		}
 		allow[name] = p
 	}
-	e, err := NewExec(allow)
+	e, err := NewExec(allow, WithExecEnv("A"), WithExecScratchDir(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestExecEnvScrubbed(t *testing.T) {
 	}
 	got := strings.Fields(string(res.Stdout))
 	slices.Sort(got)
-	if !slices.Equal(got, []string{"A=1", "PATH=/usr/bin:/bin"}) {
+	if !slices.Equal(got, []string{"A=1", "HOME=.", "PATH=/usr/bin:/bin", "TMPDIR=."}) {
 		t.Fatalf("env %q", got)
 	}
 }
@@ -114,7 +114,7 @@ func TestExecUnknownProgram(t *testing.T) {
 // BenchmarkExecTrivial is the cost per job of the exec executor and its
 // isolation: /bin/true in a fresh directory.
 func BenchmarkExecTrivial(b *testing.B) {
-	e, err := NewExec(map[string]string{"true": "/bin/true"})
+	e, err := NewExec(map[string]string{"true": "/bin/true"}, WithExecScratchDir(b.TempDir()))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -20,6 +20,9 @@ const (
 	DefaultMemoryBytes    = 256 << 20
 	DefaultTimeout        = 60 * time.Second
 	DefaultMaxOutputBytes = 4 << 20
+	DefaultDiskBytes      = 64 << 20
+	DefaultMaxFiles       = 1024
+	DefaultMaxProcs       = 64
 )
 
 // File is a named blob: an input placed in the job's working directory or
@@ -40,6 +43,32 @@ type Job struct {
 	MemoryBytes    uint64   // 0: executor default
 	Timeout        time.Duration
 	MaxOutputBytes uint64 // cap on stdout+stderr+outputs together
+	DiskBytes      uint64 // cap on the bytes in the working directory, inputs included
+	MaxFiles       int    // cap on files and directories in it, inputs included
+}
+
+// inputUsage is what the inputs take of the disk quota: their bytes, and
+// their files and the directories holding them.
+func inputUsage(job *Job) (bytes int64, files int) {
+	dirs := map[string]bool{}
+	for _, f := range job.Inputs {
+		bytes += int64(len(f.Data))
+		files++
+		for d := path.Dir(f.Name); d != "." && !dirs[d]; d = path.Dir(d) {
+			dirs[d] = true
+		}
+	}
+	return bytes, files + len(dirs)
+}
+
+// checkInputsFit refuses a job whose inputs alone exceed its disk quota.
+func checkInputsFit(job *Job) error {
+	b, n := inputUsage(job)
+	if uint64(b) > job.DiskBytes || n > job.MaxFiles {
+		return protocols.Errorf(pb.ErrorCode_JOB_DISK_QUOTA, "exec: inputs (%d bytes, %d files) exceed the disk quota (%d bytes, %d files)",
+			b, n, job.DiskBytes, job.MaxFiles)
+	}
+	return nil
 }
 
 // Result is what a finished run produced. A non-zero ExitCode is not an
