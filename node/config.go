@@ -13,6 +13,8 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/p2pjobs/p2pnode/node/exec"
+	"github.com/p2pjobs/p2pnode/protocols"
 )
 
 // Roles a node can take.
@@ -62,6 +64,16 @@ type WorkerConfig struct {
 	MaxQueue    int               `yaml:"max_queue"`     // jobs accepted beyond the slots before declining
 	Executors   []string          `yaml:"executors"`     // wasm (default); exec needs exec_allow
 	ExecAllow   map[string]string `yaml:"exec_allow"`    // exec executor: name -> absolute program path
+	// ExecEnv names the environment variables exec jobs may set; loader
+	// and path variables (LD_*, PATH, ...) are refused even if listed.
+	ExecEnv []string `yaml:"exec_env"`
+	// Ceilings every job runs under, whatever the client asks: output
+	// (stdout, stderr and output files together), scratch disk (bytes and
+	// files, inputs included), and processes per exec job.
+	MaxOutput string `yaml:"max_output"`
+	MaxDisk   string `yaml:"max_disk"`
+	MaxFiles  int    `yaml:"max_files"`
+	ExecProcs int    `yaml:"exec_procs"`
 	// ModuleCache is where compiled WASM modules are kept ("" =
 	// <data-dir>/modules). Workers on one machine may share one.
 	ModuleCache string `yaml:"module_cache"`
@@ -118,6 +130,10 @@ func DefaultConfig() Config {
 			MaxMemory:   "512MiB",
 			MaxQueue:    10000,
 			Executors:   []string{"wasm"},
+			MaxOutput:   "4MiB",
+			MaxDisk:     "64MiB",
+			MaxFiles:    1024,
+			ExecProcs:   64,
 		},
 		Authority: AuthorityConfig{
 			TTL:               90 * time.Second,
@@ -185,6 +201,20 @@ func (c *Config) Validate() error {
 	}
 	if _, err := ParseSize(c.Worker.MaxMemory); err != nil {
 		return fmt.Errorf("%w: worker.max_memory: %w", ErrConfig, err)
+	}
+	for key, v := range map[string]string{"max_output": c.Worker.MaxOutput, "max_disk": c.Worker.MaxDisk} {
+		if _, err := ParseSize(v); err != nil {
+			return fmt.Errorf("%w: worker.%s: %w", ErrConfig, key, err)
+		}
+	}
+	if n, _ := ParseSize(c.Worker.MaxOutput); n > protocols.MaxJobMsg/2 {
+		return fmt.Errorf("%w: worker.max_output %s over %d MiB (a result travels in one job message)", ErrConfig, c.Worker.MaxOutput, protocols.MaxJobMsg>>21)
+	}
+	if c.Worker.MaxFiles < 0 || c.Worker.ExecProcs < 0 {
+		return fmt.Errorf("%w: worker.max_files and worker.exec_procs must not be negative", ErrConfig)
+	}
+	if err := exec.CheckExecEnvAllow(c.Worker.ExecEnv); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if c.Worker.PricePerSecond < 0 || c.Worker.LoadSurcharge < 0 {
 		return fmt.Errorf("%w: worker.price_per_second and worker.load_surcharge must not be negative", ErrConfig)
@@ -256,6 +286,11 @@ const defaultConfigYAML = `# p2pnode configuration. Flags given on the command l
 #   max_queue: 10000            # jobs accepted beyond the slots
 #   executors: [wasm]           # add exec to run allow-listed programs
 #   exec_allow: {}              # name: /absolute/path/to/program
+#   exec_env: []                # variable names exec jobs may set (never LD_*, PATH, ...)
+#   exec_procs: 64              # processes (and threads) per exec job
+#   max_output: 4MiB            # stdout + stderr + output files per job, whatever the client asks
+#   max_disk: 64MiB             # scratch disk per job (inputs included)
+#   max_files: 1024             # files and directories per job
 #   module_cache: ""            # compiled WASM modules ("" = <data-dir>/modules; may be shared)
 # authority:
 #   ttl: 90s                    # a worker is dropped after this without a heartbeat
