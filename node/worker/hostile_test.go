@@ -418,4 +418,3 @@ func (r *hostileRig) addWasm(t *testing.T, mod []byte) []byte {
 	sum := sha256.Sum256(mod)
 	return sum[:]
 }
-
