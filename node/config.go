@@ -73,7 +73,9 @@ type WorkerConfig struct {
 	MaxOutput string `yaml:"max_output"`
 	MaxDisk   string `yaml:"max_disk"`
 	MaxFiles  int    `yaml:"max_files"`
-	ExecProcs int    `yaml:"exec_procs"`
+	// MaxTimeout is the longest run time of any job.
+	MaxTimeout time.Duration `yaml:"max_timeout"`
+	ExecProcs  int           `yaml:"exec_procs"`
 	// ModuleCache is where compiled WASM modules are kept ("" =
 	// <data-dir>/modules). Workers on one machine may share one.
 	ModuleCache string `yaml:"module_cache"`
@@ -134,6 +136,7 @@ func DefaultConfig() Config {
 			MaxDisk:     "64MiB",
 			MaxFiles:    1024,
 			ExecProcs:   64,
+			MaxTimeout:  time.Hour,
 		},
 		Authority: AuthorityConfig{
 			TTL:               90 * time.Second,
@@ -210,8 +213,8 @@ func (c *Config) Validate() error {
 	if n, _ := ParseSize(c.Worker.MaxOutput); n > protocols.MaxJobMsg/2 {
 		return fmt.Errorf("%w: worker.max_output %s over %d MiB (a result travels in one job message)", ErrConfig, c.Worker.MaxOutput, protocols.MaxJobMsg>>21)
 	}
-	if c.Worker.MaxFiles < 0 || c.Worker.ExecProcs < 0 {
-		return fmt.Errorf("%w: worker.max_files and worker.exec_procs must not be negative", ErrConfig)
+	if c.Worker.MaxFiles < 0 || c.Worker.ExecProcs < 0 || c.Worker.MaxTimeout < 0 {
+		return fmt.Errorf("%w: worker.max_files, worker.exec_procs and worker.max_timeout must not be negative", ErrConfig)
 	}
 	if err := exec.CheckExecEnvAllow(c.Worker.ExecEnv); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
@@ -291,6 +294,7 @@ const defaultConfigYAML = `# p2pnode configuration. Flags given on the command l
 #   max_output: 4MiB            # stdout + stderr + output files per job, whatever the client asks
 #   max_disk: 64MiB             # scratch disk per job (inputs included)
 #   max_files: 1024             # files and directories per job
+#   max_timeout: 1h             # longest run time of any job
 #   module_cache: ""            # compiled WASM modules ("" = <data-dir>/modules; may be shared)
 # authority:
 #   ttl: 90s                    # a worker is dropped after this without a heartbeat

@@ -278,7 +278,8 @@ func (n *Node) startWorker(ctx context.Context, o *options) error {
 		slots = runtime.NumCPU()
 	}
 	wopts := append([]worker.Option{worker.WithSlots(slots), worker.WithPrice(cfg.Worker.PricePerJob),
-		worker.WithMaxMemory(maxMem), worker.WithCeilings(maxOut, maxDisk, maxFiles), worker.WithMaxQueue(cfg.Worker.MaxQueue), worker.WithAuthorities(n.book.list()),
+		worker.WithMaxMemory(maxMem), worker.WithCeilings(maxOut, maxDisk, maxFiles),
+		worker.WithMaxTimeout(cmp.Or(cfg.Worker.MaxTimeout, time.Hour)), worker.WithMaxQueue(cfg.Worker.MaxQueue), worker.WithAuthorities(n.book.list()),
 		worker.WithAgent("p2pnode/" + Version),
 		worker.WithOnAuthority(func(a peer.AddrInfo) { n.book.add(a, SourceSettings) }),
 		worker.WithPricing(cfg.Worker.PricePerSecond, cfg.Worker.LoadSurcharge), worker.WithDeny(cfg.Worker.denied()...)}, o.workerOpt...)

@@ -275,7 +275,7 @@ func TestHostileJobs(t *testing.T) {
 		r.assertClean(t, "")
 	})
 	t.Run("fork bomb", func(t *testing.T) {
-		res := r.run(t, sh("b(){ b | b & }; b; sleep 3"))
+		res := r.run(t, sh("b(){ b | b & }; b; while :; do sleep 100 & done"))
 		wantCode(t, res, pb.ErrorCode_JOB_PIDS)
 		r.assertClean(t, "")
 	})

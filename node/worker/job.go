@@ -288,8 +288,11 @@ func (js *jobStream) run(ex exec.Executor, req *pb.JobRequest) error {
 		DiskBytes:      capTo(req.GetResources().GetDiskBytes(), s.o.maxDisk),
 		MaxFiles:       s.o.maxFiles,
 	}
-	if job.Timeout == 0 || job.Timeout > s.o.maxTimeout {
+	switch {
+	case job.Timeout == 0:
 		job.Timeout = min(s.o.maxTimeout, time.Minute)
+	case job.Timeout > s.o.maxTimeout:
+		job.Timeout = s.o.maxTimeout // a wish under the worker's ceiling
 	}
 	for _, f := range req.Inputs {
 		job.Inputs = append(job.Inputs, exec.File{Name: f.Name, Data: f.Data})

@@ -103,6 +103,10 @@ func WithCeilings(maxOutput, maxDisk uint64, maxFiles int) Option {
 	return func(o *options) { o.maxOutput, o.maxDisk, o.maxFiles = maxOutput, maxDisk, maxFiles }
 }
 
+// WithMaxTimeout sets the longest run time of any job: a bid request asking
+// more is declined (DEADLINE_IMPOSSIBLE); a job asking more runs under it.
+func WithMaxTimeout(d time.Duration) Option { return func(o *options) { o.maxTimeout = d } }
+
 // WithMaxQueue sets how many jobs may wait beyond the slots.
 func WithMaxQueue(n int) Option { return func(o *options) { o.maxQueue = n } }
 
