@@ -4,12 +4,17 @@ package exec
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/p2pjobs/p2pnode/protocols"
 	"github.com/p2pjobs/p2pnode/protocols/pb"
@@ -122,6 +127,68 @@ func BenchmarkExecTrivial(b *testing.B) {
 	for b.Loop() {
 		if res, err := e.Run(ctx, Job{Args: []string{"true"}}); err != nil || res.ExitCode != 0 {
 			b.Fatalf("res %+v err %v", res, err)
+		}
+	}
+}
+
+// TestExecCleansLeftoversAtStart: a worker killed mid-job leaves its job
+// directory (a mounted tmpfs, as root) and its job cgroups; the next start
+// removes them.
+func TestExecCleansLeftoversAtStart(t *testing.T) {
+	scratch := t.TempDir()
+	left := filepath.Join(scratch, "deadbeef")
+	if err := os.MkdirAll(left, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	root := os.Geteuid() == 0
+	if root {
+		if err := unix.Mount("tmpfs", left, "tmpfs", 0, "size=1m"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(left, "junk"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A leftover cgroup of this executor (same owner tag) and one of
+	// another worker, which must be left alone.
+	owner := sha256.Sum256([]byte(scratch))
+	cg := detectCgroups(hex.EncodeToString(owner[:4]))
+	var mine, theirs *jobCgroup
+	if cg.v2 != "" || len(cg.v1) > 0 {
+		var err error
+		if mine, err = cg.create("crashed", jobLimits{memory: 1 << 20, pids: 4}); err != nil {
+			t.Fatal(err)
+		}
+		other := detectCgroups("0ther000")
+		if theirs, err = other.create("running", jobLimits{memory: 1 << 20, pids: 4}); err != nil {
+			t.Fatal(err)
+		}
+		defer theirs.remove()
+	} else if os.Getenv("CI") == "true" {
+		t.Fatal("no writable cgroup hierarchy in CI")
+	}
+	if _, err := NewExec(map[string]string{"true": "/bin/true"}, WithExecScratchDir(scratch)); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(scratch); len(ents) != 0 {
+		t.Fatalf("leftovers remain: %v", ents)
+	}
+	if root {
+		mounts, _ := os.ReadFile("/proc/self/mountinfo")
+		if strings.Contains(string(mounts), left) {
+			t.Fatal("leftover tmpfs still mounted")
+		}
+	}
+	if mine != nil {
+		for _, d := range mine.dirs {
+			if _, err := os.Stat(d); !os.IsNotExist(err) {
+				t.Fatalf("leftover cgroup %s remains", d)
+			}
+		}
+		for _, d := range theirs.dirs {
+			if _, err := os.Stat(d); err != nil {
+				t.Fatalf("another worker's cgroup %s was removed", d)
+			}
 		}
 	}
 }
