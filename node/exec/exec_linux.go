@@ -99,6 +99,11 @@ type Exec struct {
 	helper    string
 	uid, gid  int
 
+	// fallback makes the executor behave as on a machine without cgroups,
+	// Landlock, namespaces or root (tests of the weaker path on a machine
+	// that has them all).
+	fallback bool
+
 	root     bool
 	landlock bool
 	cg       *cgroups
@@ -145,7 +150,7 @@ func NewExec(allow map[string]string, opts ...ExecOption) (*Exec, error) {
 	if err := CleanJobDirs(e.scratch); err != nil {
 		return nil, err
 	}
-	e.root = os.Geteuid() == 0
+	e.root = os.Geteuid() == 0 && !e.fallback
 	if e.root && e.uid < 0 {
 		e.uid, e.gid = 65534, 65534
 		if u, err := user.Lookup("nobody"); err == nil {
@@ -153,8 +158,13 @@ func NewExec(allow map[string]string, opts ...ExecOption) (*Exec, error) {
 			e.gid, _ = strconv.Atoi(u.Gid)
 		}
 	}
-	if v, err := llsys.LandlockGetABIVersion(); err == nil && v >= 1 {
+	if v, err := llsys.LandlockGetABIVersion(); err == nil && v >= 1 && !e.fallback {
 		e.landlock = true
+	}
+	if e.fallback {
+		e.cg = &cgroups{describe: "no cgroups (rlimits only)"}
+		e.nsProbed = true // no namespaces
+		return e, nil
 	}
 	owner := sha256.Sum256([]byte(e.scratch))
 	e.cg = detectCgroups(hex.EncodeToString(owner[:4]))
@@ -305,7 +315,7 @@ func (e *Exec) Run(ctx context.Context, job Job) (Result, error) {
 	rl := map[int]uint64{
 		unix.RLIMIT_CORE:   0,
 		unix.RLIMIT_NOFILE: 1024,
-		unix.RLIMIT_FSIZE:  job.DiskBytes,
+		unix.RLIMIT_FSIZE:  job.DiskBytes + 1, // one byte over, so a file stopped by it shows as over quota
 		unix.RLIMIT_CPU:    uint64(timeout/time.Second) + 2,
 	}
 	if !cg.has("memory") {
@@ -337,6 +347,8 @@ func (e *Exec) Run(ctx context.Context, job Job) (Result, error) {
 	case cg.pidsExhausted():
 		err = errPidsLimit
 	case mounted && diskFull(dir):
+		err = errDiskQuota
+	case !mounted && overQuota(dir, int64(job.DiskBytes), job.MaxFiles):
 		err = errDiskQuota
 	case cause != nil:
 		var re *protocols.RemoteError
@@ -513,24 +525,30 @@ func watchDisk(ctx context.Context, dir string, maxBytes int64, maxFiles int, ca
 			return
 		case <-t.C:
 		}
-		var bytes int64
-		files := 0
-		_ = filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
-			if err != nil {
-				return nil
-			}
-			files++
-			if info, err := d.Info(); err == nil && info.Mode().IsRegular() {
-				bytes += info.Size()
-			}
-			if bytes > maxBytes || files > maxFiles+1 {
-				return filepath.SkipAll
-			}
-			return nil
-		})
-		if bytes > maxBytes || files > maxFiles+1 {
+		if overQuota(dir, maxBytes, maxFiles) {
 			cancel(errDiskQuota)
 			return
 		}
 	}
+}
+
+// overQuota measures dir: more than maxBytes in regular files, or more
+// than maxFiles entries (dir itself not counted).
+func overQuota(dir string, maxBytes int64, maxFiles int) bool {
+	var bytes int64
+	files := 0
+	_ = filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		files++
+		if info, err := d.Info(); err == nil && info.Mode().IsRegular() {
+			bytes += info.Size()
+		}
+		if bytes > maxBytes || files > maxFiles+1 {
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	return bytes > maxBytes || files > maxFiles+1
 }

@@ -192,3 +192,62 @@ func TestExecCleansLeftoversAtStart(t *testing.T) {
 		}
 	}
 }
+
+// TestExecFallbackWithoutIsolation runs attacks against the executor as it
+// behaves on a machine without cgroups, Landlock, namespaces or root
+// (forced here, since CI has them all): the timeout, output cap, disk
+// quota by measurement and RLIMIT_FSIZE, and the subreaper still hold.
+// Fork and memory bombs are not tried: without cgroups they are limited
+// only by RLIMIT_NPROC and RLIMIT_AS, which root ignores (see README).
+func TestExecFallbackWithoutIsolation(t *testing.T) {
+	scratch := t.TempDir()
+	e, err := NewExec(map[string]string{"sh": "/bin/sh", "setsid": "/usr/bin/setsid"}, WithExecScratchDir(scratch),
+		WithExecDefaults(32<<20, 1<<20, 64, 32), func(e *Exec) { e.fallback = true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(e.Isolation(), "no cgroups") || !strings.Contains(e.Isolation(), "no landlock") {
+		t.Fatalf("isolation %q", e.Isolation())
+	}
+	ctx := context.Background()
+	run := func(script string, timeout time.Duration) (Result, error) {
+		return e.Run(ctx, Job{Args: []string{"sh", "-c", script}, Timeout: timeout, MaxOutputBytes: 64 << 10})
+	}
+	if _, err := run("while :; do :; done", 300*time.Millisecond); !errors.Is(err, protocols.Code(pb.ErrorCode_JOB_TIMEOUT)) {
+		t.Errorf("endless loop: %v", err)
+	}
+	if _, err := run("while :; do echo flood; done", 10*time.Second); !errors.Is(err, protocols.Code(pb.ErrorCode_JOB_OUTPUT_TOO_LARGE)) {
+		t.Errorf("stdout flood: %v", err)
+	}
+	if _, err := run("dd if=/dev/zero of=fill bs=64k count=100", 10*time.Second); !errors.Is(err, protocols.Code(pb.ErrorCode_JOB_DISK_QUOTA)) {
+		t.Errorf("disk fill: %v", err)
+	}
+	if _, err := run("i=0; while :; do : > f$i; i=$((i+1)); sleep 0.001; done", 10*time.Second); !errors.Is(err, protocols.Code(pb.ErrorCode_JOB_DISK_QUOTA)) {
+		t.Errorf("many files: %v", err)
+	}
+	res, err := run("setsid sleep 876543 </dev/null >/dev/null 2>&1 & echo started", 10*time.Second)
+	if err != nil || string(res.Stdout) != "started\n" {
+		t.Fatalf("setsid: %v %q", err, res.Stdout)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for sleeperAlive("876543") {
+		if time.Now().After(deadline) {
+			t.Fatal("the setsid'd sleeper outlived its job")
+		}
+		time.Sleep(10 * time.Millisecond) // polled with a deadline: reaping is asynchronous
+	}
+	if ents, _ := os.ReadDir(scratch); len(ents) != 0 {
+		t.Fatalf("job directories left: %v", ents)
+	}
+}
+
+func sleeperAlive(marker string) bool {
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		b, _ := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
+		if strings.Contains(string(b), marker) {
+			return true
+		}
+	}
+	return false
+}
