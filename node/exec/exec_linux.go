@@ -16,6 +16,7 @@ import (
 	osexec "os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,7 +69,9 @@ func WithJailHelper(path string) ExecOption { return func(e *Exec) { e.helper = 
 // readOnlySystem are the directories a job may read and execute from:
 // programs, libraries and the system's configuration. Nothing else of the
 // host is visible through Landlock (the data dir and identity key are not).
-var readOnlySystem = []string{"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/proc/self", "/proc/thread-self", "/sys/devices/system/cpu"}
+// /proc is added when the job has its own PID namespace (and so its own
+// /proc, showing only its processes).
+var readOnlySystem = []string{"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/sys/devices/system/cpu"}
 
 // Exec runs programs from the operator's allowlist. Each job gets:
 //   - a fresh directory under the scratch dir, a tmpfs sized to the job's
@@ -430,6 +433,9 @@ func (e *Exec) runJail(ctx context.Context, cg *jobCgroup, spec jailSpec, stdin 
 	}
 	specR.Close()
 	statW.Close()
+	if flags&syscall.CLONE_NEWPID != 0 {
+		spec.ReadOnly = append(slices.Clip(spec.ReadOnly), "/proc")
+	}
 	pid := cmd.Process.Pid
 	killAll := func() {
 		_ = syscall.Kill(-pid, syscall.SIGKILL)

@@ -10,7 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -250,4 +252,31 @@ func sleeperAlive(marker string) bool {
 		}
 	}
 	return false
+}
+
+// TestExecSeesOnlyItsOwnProcesses: in its PID namespace a job sees its own
+// processes in /proc, not the worker's or anyone else's.
+func TestExecSeesOnlyItsOwnProcesses(t *testing.T) {
+	e, err := NewExec(map[string]string{"sh": "/bin/sh"}, WithExecScratchDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.Run(context.Background(), Job{Args: []string{"sh", "-c", "cat /proc/self/stat >/dev/null && echo self-ok; ls /proc | grep -c '^[0-9]'"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := strings.Fields(string(res.Stdout))
+	if e.nsFlags&syscall.CLONE_NEWPID == 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("no PID namespace in CI (root)")
+		}
+		t.Skip("no PID namespace on this machine: the job sees the host's /proc (README)")
+	}
+	if len(out) != 2 || out[0] != "self-ok" {
+		t.Fatalf("stdout %q stderr %q", res.Stdout, res.Stderr)
+	}
+	// The jail, sh, ls and grep: a handful, not the host's hundreds.
+	if n, _ := strconv.Atoi(out[1]); n == 0 || n > 6 {
+		t.Fatalf("the job sees %d processes", n)
+	}
 }
