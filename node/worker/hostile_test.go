@@ -5,8 +5,8 @@ package worker
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	_ "embed"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
