@@ -5,6 +5,8 @@ package exec
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 )
 
 // JailArg is the jail's sub-command; the jail exists only on Linux.
@@ -39,3 +41,20 @@ func (e *Exec) Run(context.Context, Job) (Result, error) {
 }
 func (e *Exec) Close(context.Context) error { return nil }
 func (e *Exec) Isolation() string           { return "none" }
+
+// CleanJobDirs empties dir (creating it if needed).
+func CleanJobDirs(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, en := range ents {
+		if err := os.RemoveAll(filepath.Join(dir, en.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
