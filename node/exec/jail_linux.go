@@ -21,8 +21,9 @@ import (
 // rlimits restrict the calling process, so they must be applied in a
 // process of the job's own; this is it. It runs as the job's (unprivileged)
 // user, in the job's cgroups and namespaces, as PID 1 of its own PID
-// namespace where the kernel allows one (so every process the job starts
-// dies with it), and a child subreaper otherwise.
+// namespace where the kernel allows one, where it then becomes the
+// program (so every process the job starts dies with it), and a child
+// subreaper that outlives the program otherwise.
 const JailArg = "__exec-jail"
 
 // MaybeRunJail runs the jail and exits if this process was started as one
@@ -124,6 +125,16 @@ func jailMain() int {
 		// A change of credentials clears the parent-death signal.
 		_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0, 0, 0)
 	}
+	if os.Getpid() == 1 {
+		// PID 1 of the job's namespace: become the program. When it
+		// exits, the kernel kills every other process in the namespace,
+		// and the jail's own memory is not held for the job's life.
+		unix.CloseOnExec(4) // EOF to the worker once the program runs
+		err := syscall.Exec(sp.Prog, sp.Argv, sp.Env)
+		return fail(fmt.Errorf("jail: exec %s: %w", sp.Argv[0], err))
+	}
+	// No PID namespace: stay as the program's parent, a subreaper that
+	// kills what the program leaves behind.
 	cmd := osexec.Command(sp.Prog)
 	cmd.Args = sp.Argv
 	cmd.Env = sp.Env
