@@ -3,6 +3,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ import (
 // TestModuleUploadsReserveMemory: the job stream buffers a module whole
 // before checking it; each chunk is reserved from libp2p's resource
 // manager under the worker's service. With the service limited to 1 MiB,
-// a 2.7 MB module is refused (RATE_LIMITED) instead of buffered, and its
+// a 2 MiB module is refused (RATE_LIMITED) instead of buffered, and its
 // reservation is given back: a small module goes through afterwards.
 func TestModuleUploadsReserveMemory(t *testing.T) {
 	limits := rcmgr.DefaultLimits
@@ -54,8 +55,9 @@ func TestModuleUploadsReserveMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &hostileRig{s: s, client: ch}
-	if ack := r.pushModule(t, hostileWasm); ack.GetError().GetCode() != pb.ErrorCode_RATE_LIMITED {
-		t.Fatalf("2.7 MB module under a 1 MiB service limit: %v, want RATE_LIMITED", ack.GetError())
+	// Refused while buffering, before its bytes are even hashed.
+	if ack := r.pushModule(t, bytes.Repeat([]byte{0}, 2<<20)); ack.GetError().GetCode() != pb.ErrorCode_RATE_LIMITED {
+		t.Fatalf("2 MiB module under a 1 MiB service limit: %v, want RATE_LIMITED", ack.GetError())
 	}
 	if ack := r.pushModule(t, samples.Trivial); ack.GetError() != nil {
 		t.Fatalf("small module after the refusal: %v (reservation not given back?)", ack.GetError())
