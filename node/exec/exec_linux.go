@@ -4,6 +4,7 @@ package exec
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -260,12 +261,10 @@ func (e *Exec) Run(ctx context.Context, job Job) (Result, error) {
 	if timeout <= 0 {
 		timeout = e.timeout
 	}
-	maxOut := cmpOr(job.MaxOutputBytes, e.maxOutput)
-	memory := cmpOr(job.MemoryBytes, e.memory)
-	job.DiskBytes = cmpOr(job.DiskBytes, e.disk)
-	if job.MaxFiles == 0 {
-		job.MaxFiles = e.maxFiles
-	}
+	maxOut := cmp.Or(job.MaxOutputBytes, e.maxOutput)
+	memory := cmp.Or(job.MemoryBytes, e.memory)
+	job.DiskBytes = cmp.Or(job.DiskBytes, e.disk)
+	job.MaxFiles = cmp.Or(job.MaxFiles, e.maxFiles)
 	if err := checkInputsFit(&job); err != nil {
 		return Result{}, err
 	}
@@ -333,12 +332,19 @@ func (e *Exec) Run(ctx context.Context, job Job) (Result, error) {
 		spec.UID, spec.GID = e.uid, e.gid
 	}
 
+	stopWatch := func() {}
 	if !mounted {
 		// No tmpfs: watch the directory's size instead (weaker: a burst
 		// between two looks gets through, up to RLIMIT_FSIZE per file).
-		go watchDisk(runCtx, dir, int64(job.DiskBytes), job.MaxFiles, cancel)
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			watchDisk(runCtx, stop, dir, int64(job.DiskBytes), job.MaxFiles, cancel)
+		}()
+		stopWatch = func() { close(stop); <-done }
 	}
 	code, err := e.runJail(runCtx, cg, spec, job.Stdin, stdout, stderr)
+	stopWatch() // before the directory is read back and removed
 	res := Result{Stdout: stdout.buf, Stderr: stderr.buf, ExitCode: code}
 	cg.kill() // whatever is left, before outputs are read
 	// Typed causes, most specific first.
@@ -368,13 +374,6 @@ func (e *Exec) Run(ctx context.Context, job Job) (Result, error) {
 	res.Outputs, err = collectOutputs(dir, job.Outputs, budget.left, res.ExitCode)
 	res.Duration = time.Since(start)
 	return res, err
-}
-
-func cmpOr(v, def uint64) uint64 {
-	if v == 0 {
-		return def
-	}
-	return v
 }
 
 // runJail starts the jail for spec and waits for it. It returns the job's
@@ -490,11 +489,11 @@ func writeInputs(dir string, job *Job, uid, gid int) error {
 	}
 	chown(".")
 	for _, f := range job.Inputs {
-		if d := filepathDir(f.Name); d != "." {
+		if d := filepath.Dir(f.Name); d != "." {
 			if err := root.MkdirAll(d, 0o755); err != nil {
 				return protocols.Errorf(pb.ErrorCode_BAD_REQUEST, "exec: input %q: %v", f.Name, err)
 			}
-			for p := d; p != "."; p = filepathDir(p) {
+			for p := d; p != "."; p = filepath.Dir(p) {
 				chown(p)
 			}
 		}
@@ -509,8 +508,6 @@ func writeInputs(dir string, job *Job, uid, gid int) error {
 	return nil
 }
 
-func filepathDir(p string) string { return filepath.Dir(p) }
-
 // diskFull reports whether the job's tmpfs ran out of bytes or inodes.
 func diskFull(dir string) bool {
 	var st unix.Statfs_t
@@ -522,12 +519,15 @@ func diskFull(dir string) bool {
 
 // watchDisk polls dir's size and file count and stops the run with
 // errDiskQuota when either goes over.
-func watchDisk(ctx context.Context, dir string, maxBytes int64, maxFiles int, cancel context.CancelCauseFunc) {
+// It returns when ctx ends or stop is closed.
+func watchDisk(ctx context.Context, stop <-chan struct{}, dir string, maxBytes int64, maxFiles int, cancel context.CancelCauseFunc) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-stop:
 			return
 		case <-t.C:
 		}
