@@ -251,8 +251,12 @@ func leftovers(marker string) []string {
 // asserts the typed error (or the harmless outcome), that the worker then
 // serves a job normally, and that nothing of the attack remains.
 func TestHostileJobs(t *testing.T) {
-	if os.Geteuid() != 0 && os.Getenv("CI") == "true" {
-		t.Fatal("CI runs as root: the suite must exercise the root path (nobody, tmpfs, cgroups)")
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI runs as root: the suite must exercise the root path (nobody, tmpfs, cgroups)")
+		}
+		t.Skip("the hostile suite needs root (jobs as nobody, tmpfs quotas, cgroups); run it as root, as CI does. " +
+			"The weaker path is TestExecFallbackWithoutIsolation in node/exec")
 	}
 	r := newHostileRig(t)
 
