@@ -144,7 +144,13 @@ func NewExec(allow map[string]string, opts ...ExecOption) (*Exec, error) {
 		e.helper = self
 	}
 	if e.scratch == "" {
-		e.scratch = filepath.Join(os.TempDir(), "p2pnode-jobs")
+		// A directory of our own: emptying a shared one would remove
+		// another executor's running jobs.
+		d, err := os.MkdirTemp("", "p2pnode-exec-")
+		if err != nil {
+			return nil, fmt.Errorf("exec: %w", err)
+		}
+		e.scratch = d
 	}
 	abs, err := filepath.Abs(e.scratch)
 	if err != nil {

@@ -45,10 +45,9 @@ type jobStream struct {
 	bw      *bufio.Writer
 	w       *protocols.Writer
 
-	module        bytes.Buffer // module being pushed in chunks
-	moduleRelease func()       // gives back the memory reserved for module; nil when empty
-	moduleHeld    int          // bytes reserved for module
-	jobs          sync.WaitGroup
+	module     bytes.Buffer // module being pushed in chunks
+	moduleHeld int          // bytes reserved from the resource manager for module
+	jobs       sync.WaitGroup
 }
 
 // ServiceName is the worker's resource-manager service: its job streams'
@@ -58,9 +57,9 @@ const ServiceName = "p2pjobs.worker"
 // dropModule empties the module buffer and gives its memory back.
 func (js *jobStream) dropModule() {
 	js.module = bytes.Buffer{}
-	if js.moduleRelease != nil {
-		js.moduleRelease()
-		js.moduleRelease, js.moduleHeld = nil, 0
+	if js.moduleHeld > 0 {
+		js.st.Scope().ReleaseMemory(js.moduleHeld)
+		js.moduleHeld = 0
 	}
 }
 
@@ -155,20 +154,13 @@ func (js *jobStream) chunk(c *pb.ModuleChunk) error {
 	// The module is buffered whole before it is checked: reserve each
 	// chunk from the resource manager first, so many clients pushing
 	// modules at once are refused instead of exhausting memory.
-	release, err := protocols.Reserve(js.st, len(c.Data), network.ReservationPriorityMedium)
-	if err != nil {
+	// (Released all at once by dropModule, so the release func is not kept.)
+	if _, err := protocols.Reserve(js.st, len(c.Data), network.ReservationPriorityMedium); err != nil {
 		js.dropModule()
 		return js.reply(&pb.JobStreamReply{Msg: &pb.JobStreamReply_ModuleAck{ModuleAck: &pb.ModuleAck{ModuleHash: c.ModuleHash,
 			Error: &pb.Error{Code: pb.ErrorCode_RATE_LIMITED, Message: "worker out of memory for module uploads; try later"}}}})
 	}
-	prev := js.moduleRelease
 	js.moduleHeld += len(c.Data)
-	js.moduleRelease = func() {
-		release()
-		if prev != nil {
-			prev()
-		}
-	}
 	js.module.Write(c.Data)
 	if !c.Last {
 		return nil
