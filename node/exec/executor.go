@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"syscall"
 	"sync"
 	"time"
 
@@ -167,7 +168,9 @@ func collectOutputs(dir string, names []string, budget uint64, exitCode int32) (
 	defer root.Close()
 	out := make([]File, 0, len(names))
 	for _, n := range names {
-		f, err := root.Open(n)
+		// O_NONBLOCK: a FIFO planted as an output must not block the
+		// worker in open (it is then refused as not a regular file).
+		f, err := root.OpenFile(n, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				if exitCode != 0 {

@@ -81,7 +81,7 @@ func newHostileRig(t *testing.T) *hostileRig {
 		t.Fatal(err)
 	}
 	allow := map[string]string{}
-	for _, p := range []string{"/bin/sh", "/bin/bash", "/bin/true", "/bin/cat", "/bin/dd", "/usr/bin/setsid"} {
+	for _, p := range []string{"/bin/sh", "/bin/bash", "/bin/true", "/bin/cat", "/bin/dd", "/usr/bin/setsid", "/usr/bin/mkfifo"} {
 		if _, err := os.Stat(p); err != nil {
 			t.Fatalf("%s missing: the hostile suite needs it", p)
 		}
@@ -358,6 +358,14 @@ func TestHostileJobs(t *testing.T) {
 		// A declared output that is a symlink out of the directory is not
 		// followed by the worker either.
 		req := sh("ln -s " + r.identityFile + " out.txt")
+		req.Outputs = []string{"out.txt"}
+		wantCode(t, r.run(t, req), pb.ErrorCode_JOB_OUTPUT_MISSING)
+		r.assertClean(t, "")
+	})
+	t.Run("FIFO as a declared output", func(t *testing.T) {
+		// Opening a FIFO for reading blocks until a writer comes: the
+		// worker must not wait for one.
+		req := sh("mkfifo out.txt")
 		req.Outputs = []string{"out.txt"}
 		wantCode(t, r.run(t, req), pb.ErrorCode_JOB_OUTPUT_MISSING)
 		r.assertClean(t, "")
