@@ -280,3 +280,21 @@ func TestExecSeesOnlyItsOwnProcesses(t *testing.T) {
 		t.Fatalf("the job sees %d processes", n)
 	}
 }
+
+// TestExecHardLinkedOutputRefused: the worker reads outputs with its own
+// rights, so an output hard-linked to a host file (possible where the
+// job's directory shares a filesystem with it) is refused.
+func TestExecHardLinkedOutputRefused(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("SECRET"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.Link(secret, filepath.Join(dir, "out.txt")); err != nil {
+		t.Skipf("no hard links across these directories: %v", err)
+	}
+	_, err := collectOutputs(dir, []string{"out.txt"}, 1<<20, 0)
+	if !errors.Is(err, protocols.Code(pb.ErrorCode_JOB_OUTPUT_MISSING)) {
+		t.Fatalf("%v, want JOB_OUTPUT_MISSING", err)
+	}
+}

@@ -185,6 +185,13 @@ func collectOutputs(dir string, names []string, budget uint64, exitCode int32) (
 			f.Close()
 			return nil, protocols.Errorf(pb.ErrorCode_JOB_OUTPUT_MISSING, "exec: output %q is not a regular file", n)
 		}
+		// A hard link may name a host file the job could not read (the
+		// worker reads outputs with its own rights): refuse any file
+		// with another name.
+		if hardLinked(st) {
+			f.Close()
+			return nil, protocols.Errorf(pb.ErrorCode_JOB_OUTPUT_MISSING, "exec: output %q has other hard links", n)
+		}
 		if uint64(st.Size()) > budget {
 			f.Close()
 			return nil, protocols.Errorf(pb.ErrorCode_JOB_OUTPUT_TOO_LARGE, "exec: output %q (%d bytes) exceeds the output cap", n, st.Size())
