@@ -8,8 +8,8 @@ import (
 	"os"
 	"path"
 	"strings"
-	"syscall"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/p2pjobs/p2pnode/protocols"
