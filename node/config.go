@@ -13,6 +13,8 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/p2pjobs/p2pnode/node/exec"
+	"github.com/p2pjobs/p2pnode/protocols"
 )
 
 // Roles a node can take.
@@ -63,16 +65,28 @@ type ClientConfig struct {
 
 // WorkerConfig configures the worker role.
 type WorkerConfig struct {
-	Slots       int    `yaml:"slots"`         // concurrent jobs; 0 = number of CPUs
-	PricePerJob uint64 `yaml:"price_per_job"` // points per job (the minimum when price_per_second is set)
+	Slots       int               `yaml:"slots"`         // concurrent jobs; 0 = number of CPUs
+	PricePerJob uint64            `yaml:"price_per_job"` // points per job (the minimum when price_per_second is set)
 	// SettleHorizon: a client's escrow lock must outlive the worker's
 	// first job of an award by this much, so the worker can file its
 	// receipts before the client may take the points back (default 10s).
-	SettleHorizon time.Duration     `yaml:"settle_horizon"`
-	MaxMemory     string            `yaml:"max_memory"` // largest per-job memory, e.g. 512MiB
-	MaxQueue      int               `yaml:"max_queue"`  // jobs accepted beyond the slots before declining
-	Executors     []string          `yaml:"executors"`  // wasm (default); exec needs exec_allow
-	ExecAllow     map[string]string `yaml:"exec_allow"` // exec executor: name -> absolute program path
+	SettleHorizon time.Duration `yaml:"settle_horizon"`
+	MaxMemory   string            `yaml:"max_memory"`    // largest per-job memory, e.g. 512MiB
+	MaxQueue    int               `yaml:"max_queue"`     // jobs accepted beyond the slots before declining
+	Executors   []string          `yaml:"executors"`     // wasm (default); exec needs exec_allow
+	ExecAllow   map[string]string `yaml:"exec_allow"`    // exec executor: name -> absolute program path
+	// ExecEnv names the environment variables exec jobs may set; loader
+	// and path variables (LD_*, PATH, ...) are refused even if listed.
+	ExecEnv []string `yaml:"exec_env"`
+	// Ceilings every job runs under, whatever the client asks: output
+	// (stdout, stderr and output files together), scratch disk (bytes and
+	// files, inputs included), and processes per exec job.
+	MaxOutput string `yaml:"max_output"`
+	MaxDisk   string `yaml:"max_disk"`
+	MaxFiles  int    `yaml:"max_files"`
+	// MaxTimeout is the longest run time of any job.
+	MaxTimeout time.Duration `yaml:"max_timeout"`
+	ExecProcs  int           `yaml:"exec_procs"`
 	// ModuleCache is where compiled WASM modules are kept ("" =
 	// <data-dir>/modules). Workers on one machine may share one.
 	ModuleCache string `yaml:"module_cache"`
@@ -133,6 +147,11 @@ func DefaultConfig() Config {
 			MaxMemory:   "512MiB",
 			MaxQueue:    10000,
 			Executors:   []string{"wasm"},
+			MaxOutput:   "4MiB",
+			MaxDisk:     "64MiB",
+			MaxFiles:    1024,
+			ExecProcs:   64,
+			MaxTimeout:  time.Hour,
 		},
 		Authority: AuthorityConfig{
 			TTL:               90 * time.Second,
@@ -203,6 +222,20 @@ func (c *Config) Validate() error {
 	}
 	if _, err := ParseSize(c.Worker.MaxMemory); err != nil {
 		return fmt.Errorf("%w: worker.max_memory: %w", ErrConfig, err)
+	}
+	for key, v := range map[string]string{"max_output": c.Worker.MaxOutput, "max_disk": c.Worker.MaxDisk} {
+		if _, err := ParseSize(v); err != nil {
+			return fmt.Errorf("%w: worker.%s: %w", ErrConfig, key, err)
+		}
+	}
+	if n, _ := ParseSize(c.Worker.MaxOutput); n > protocols.MaxJobMsg/2 {
+		return fmt.Errorf("%w: worker.max_output %s over %d MiB (a result travels in one job message)", ErrConfig, c.Worker.MaxOutput, protocols.MaxJobMsg>>21)
+	}
+	if c.Worker.MaxFiles < 0 || c.Worker.ExecProcs < 0 || c.Worker.MaxTimeout < 0 {
+		return fmt.Errorf("%w: worker.max_files, worker.exec_procs and worker.max_timeout must not be negative", ErrConfig)
+	}
+	if err := exec.CheckExecEnvAllow(c.Worker.ExecEnv); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if c.Worker.PricePerSecond < 0 || c.Worker.LoadSurcharge < 0 {
 		return fmt.Errorf("%w: worker.price_per_second and worker.load_surcharge must not be negative", ErrConfig)
@@ -275,6 +308,12 @@ const defaultConfigYAML = `# p2pnode configuration. Flags given on the command l
 #   max_queue: 10000            # jobs accepted beyond the slots
 #   executors: [wasm]           # add exec to run allow-listed programs
 #   exec_allow: {}              # name: /absolute/path/to/program
+#   exec_env: []                # variable names exec jobs may set (never LD_*, PATH, ...)
+#   exec_procs: 64              # processes (and threads) per exec job
+#   max_output: 4MiB            # stdout + stderr + output files per job, whatever the client asks
+#   max_disk: 64MiB             # scratch disk per job (inputs included)
+#   max_files: 1024             # files and directories per job
+#   max_timeout: 1h             # longest run time of any job
 #   module_cache: ""            # compiled WASM modules ("" = <data-dir>/modules; may be shared)
 # authority:
 #   ttl: 90s                    # a worker is dropped after this without a heartbeat

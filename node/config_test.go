@@ -23,11 +23,15 @@ func TestDefaultConfigFileLoads(t *testing.T) {
 
 func TestConfigRejectsTyposAndBadValues(t *testing.T) {
 	for name, body := range map[string]string{
-		"unknown key":  "rolez: [worker]\n",
-		"bad role":     "roles: [janitor]\n",
-		"bad size":     "worker:\n  max_memory: lots\n",
-		"bad dht mode": "dht_mode: sideways\n",
-		"wrong type":   "worker:\n  slots: many\n",
+		"unknown key":             "rolez: [worker]\n",
+		"bad role":                "roles: [janitor]\n",
+		"bad size":                "worker:\n  max_memory: lots\n",
+		"bad dht mode":            "dht_mode: sideways\n",
+		"wrong type":              "worker:\n  slots: many\n",
+		"loader variable allowed": "worker:\n  exec_env: [SEED, LD_PRELOAD]\n",
+		"path variable allowed":   "worker:\n  exec_env: [PYTHONPATH]\n",
+		"output over a message":   "worker:\n  max_output: 1GiB\n",
+		"bad disk size":           "worker:\n  max_disk: huge\n",
 	} {
 		p := filepath.Join(t.TempDir(), "config.yaml")
 		os.WriteFile(p, []byte(body), 0o600)

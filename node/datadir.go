@@ -19,6 +19,7 @@ const (
 	LedgerFile = "ledger.db"
 	EventsFile = "events.jsonl"
 	ModuleDir  = "modules"
+	JobDir     = "jobs" // job working directories, emptied at start
 )
 
 // DataDir is a locked data directory.

@@ -1,10 +1,13 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -45,6 +48,7 @@ type Node struct {
 	Account   *ledgersvc.Account // the node's points; nil unless a worker or client with a ledger
 
 	executors []exec.Executor
+	tmpJobDir string         // a job directory of our own (no data dir given), removed at Close
 	book      *authorityBook // every authority known: bootstrap and learned
 	nat       natState
 	logger    *slog.Logger
@@ -59,6 +63,7 @@ type options struct {
 	log        *events.Log
 	reg        prometheus.Registerer
 	moduleDir  string
+	jobDir     string
 	logger     *slog.Logger
 	workerOpt  []worker.Option
 	clientOpt  []client.Option
@@ -75,6 +80,10 @@ func WithEvents(l *events.Log) Option { return func(o *options) { o.log = l } }
 
 // WithRegisterer exports libp2p and p2pjobs metrics to reg.
 func WithRegisterer(r prometheus.Registerer) Option { return func(o *options) { o.reg = r } }
+
+// WithJobDir puts job working directories under dir (normally
+// <data-dir>/jobs); it is emptied at start.
+func WithJobDir(dir string) Option { return func(o *options) { o.jobDir = dir } }
 
 // WithModuleCache keeps compiled WASM modules on disk in dir.
 func WithModuleCache(dir string) Option { return func(o *options) { o.moduleDir = dir } }
@@ -219,10 +228,30 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 func (n *Node) startWorker(ctx context.Context, o *options) error {
 	cfg := &n.Cfg
 	maxMem, _ := ParseSize(cfg.Worker.MaxMemory)
+	maxOut, _ := ParseSize(cfg.Worker.MaxOutput)
+	maxDisk, _ := ParseSize(cfg.Worker.MaxDisk)
+	maxOut = cmp.Or(maxOut, exec.DefaultMaxOutputBytes)
+	maxDisk = cmp.Or(maxDisk, exec.DefaultDiskBytes)
+	maxFiles := cmp.Or(cfg.Worker.MaxFiles, exec.DefaultMaxFiles)
+	jobDir := o.jobDir
+	if jobDir == "" {
+		d, err := os.MkdirTemp("", "p2pnode-jobs-")
+		if err != nil {
+			return fmt.Errorf("node: job directory: %w", err)
+		}
+		jobDir, n.tmpJobDir = d, d
+	}
+	if err := exec.CleanJobDirs(jobDir); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
 	for _, name := range cfg.Worker.Executors {
 		switch name {
 		case "wasm":
-			var wopts []exec.WasmOption
+			wopts := []exec.WasmOption{exec.WithScratchDir(filepath.Join(jobDir, "wasm")),
+				exec.WithDefaultMaxOutput(maxOut), exec.WithDefaultDisk(maxDisk, maxFiles)}
+			if err := os.MkdirAll(filepath.Join(jobDir, "wasm"), 0o700); err != nil {
+				return fmt.Errorf("node: job directory: %w", err)
+			}
 			if o.moduleDir != "" {
 				wopts = append(wopts, exec.WithCacheDir(o.moduleDir))
 			}
@@ -235,10 +264,13 @@ func (n *Node) startWorker(ctx context.Context, o *options) error {
 			if len(cfg.Worker.ExecAllow) == 0 {
 				return fmt.Errorf("%w: executor exec needs worker.exec_allow (name: /path/to/program)", ErrConfig)
 			}
-			e, err := exec.NewExec(cfg.Worker.ExecAllow)
+			e, err := exec.NewExec(cfg.Worker.ExecAllow, exec.WithExecScratchDir(filepath.Join(jobDir, "exec")),
+				exec.WithExecEnv(cfg.Worker.ExecEnv...), exec.WithExecDefaultMaxOutput(maxOut),
+				exec.WithExecDefaults(maxMem, maxDisk, maxFiles, cmp.Or(cfg.Worker.ExecProcs, exec.DefaultMaxProcs)))
 			if err != nil {
 				return fmt.Errorf("node: exec executor: %w", err)
 			}
+			o.logger.Info("exec executor isolation", "isolation", e.Isolation())
 			n.executors = append(n.executors, e)
 		default:
 			return fmt.Errorf("%w: unknown executor %q (wasm, exec)", ErrConfig, name)
@@ -249,7 +281,8 @@ func (n *Node) startWorker(ctx context.Context, o *options) error {
 		slots = runtime.NumCPU()
 	}
 	wopts := append([]worker.Option{worker.WithSlots(slots), worker.WithPrice(cfg.Worker.PricePerJob),
-		worker.WithMaxMemory(maxMem), worker.WithMaxQueue(cfg.Worker.MaxQueue), worker.WithAuthorities(n.book.list()),
+		worker.WithMaxMemory(maxMem), worker.WithCeilings(maxOut, maxDisk, maxFiles),
+		worker.WithMaxTimeout(cmp.Or(cfg.Worker.MaxTimeout, time.Hour)), worker.WithMaxQueue(cfg.Worker.MaxQueue), worker.WithAuthorities(n.book.list()),
 		worker.WithAgent("p2pnode/" + Version),
 		worker.WithOnAuthority(func(a peer.AddrInfo) { n.book.add(a, SourceSettings) }),
 		worker.WithPricing(cfg.Worker.PricePerSecond, cfg.Worker.LoadSurcharge), worker.WithDeny(cfg.Worker.denied()...)}, o.workerOpt...)
@@ -346,6 +379,9 @@ func (n *Node) Close() error {
 	defer cancel()
 	for _, e := range n.executors {
 		errs = append(errs, e.Close(ctx))
+	}
+	if n.tmpJobDir != "" {
+		errs = append(errs, os.RemoveAll(n.tmpJobDir))
 	}
 	n.Log.Emit(events.Event{Kind: events.Stopped})
 	return errors.Join(errs...)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -21,6 +22,9 @@ type Exchange struct {
 	Max     int
 	Timeout time.Duration
 	Trace   Tracer // may be nil
+	// Service names the resource-manager service a served stream is
+	// attached to ("" leaves it in the protocol's scope only).
+	Service string
 }
 
 // Tracer hears of every message sent ("out") or received ("in"): the event
@@ -47,6 +51,21 @@ func Serve[Req proto.Message, Resp proto.Message](s network.Stream, x Exchange, 
 		}
 	}()
 	_ = s.SetDeadline(time.Now().Add(x.Timeout))
+	// Attach to the service's scope and reserve the request and response
+	// buffers before reading anything (go-libp2p's holepunch and identify
+	// handlers do the same).
+	if x.Service != "" {
+		if err := s.Scope().SetService(x.Service); err != nil {
+			_ = s.Reset()
+			return fmt.Errorf("protocols: attach %s to service %s: %w", s.Protocol(), x.Service, err)
+		}
+	}
+	release, err := Reserve(s, x.Max, network.ReservationPriorityAlways)
+	if err != nil {
+		_ = s.Reset()
+		return err
+	}
+	defer release()
 	var resp Resp
 	remote := s.Conn().RemotePeer()
 	rerr := NewReader(s, x.Max).Read(req)
@@ -124,4 +143,65 @@ func shortID(p peer.ID) string {
 		return s[len(s)-8:]
 	}
 	return s
+}
+
+// Handle wraps a stream handler the way go-libp2p's own protocols start
+// theirs: the stream is attached to the service's resource-manager scope
+// (so its memory and stream counts are accounted and limited per service),
+// and a panic in fn resets the stream instead of killing the process. fn
+// returns nil after closing or resetting the stream itself; an error resets
+// it. onErr (may be nil) hears of errors and panics.
+func Handle(service string, fn func(network.Stream) error, onErr func(network.Stream, error)) network.StreamHandler {
+	return func(s network.Stream) {
+		err := func() (err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					err = fmt.Errorf("protocols: panic in %s handler: %v", s.Protocol(), r)
+				}
+			}()
+			if service != "" {
+				if err := s.Scope().SetService(service); err != nil {
+					return fmt.Errorf("protocols: attach %s to service %s: %w", s.Protocol(), service, err)
+				}
+			}
+			return fn(s)
+		}()
+		if err != nil {
+			_ = s.Reset()
+			if onErr != nil {
+				onErr(s, err)
+			}
+		}
+	}
+}
+
+// Reserve reserves n bytes of memory for what s buffers, from its
+// resource-manager scope (and so from its service's, peer's and the
+// system's). The returned release gives them back; it is safe to call
+// once. A refused reservation is the resource manager saying the node is
+// at its limit: the caller answers RATE_LIMITED or resets, and buffers
+// nothing.
+func Reserve(s network.Stream, n int, prio uint8) (release func(), err error) {
+	if n <= 0 {
+		return func() {}, nil
+	}
+	if err := s.Scope().ReserveMemory(n, prio); err != nil {
+		return nil, fmt.Errorf("protocols: reserve %d bytes for %s: %w", n, s.Protocol(), err)
+	}
+	var once sync.Once
+	return func() { once.Do(func() { s.Scope().ReleaseMemory(n) }) }, nil
+}
+
+// Go runs f in a new goroutine that recovers a panic into onPanic (which
+// may be nil), so a bug reached by one peer's input ends that work, not the
+// node. The caller still owns the goroutine (WaitGroup and context).
+func Go(f func(), onPanic func(error)) {
+	go func() {
+		defer func() {
+			if r := recover(); r != nil && onPanic != nil {
+				onPanic(fmt.Errorf("protocols: panic: %v", r))
+			}
+		}()
+		f()
+	}()
 }

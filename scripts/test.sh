@@ -3,7 +3,7 @@
 #
 # Installs what the tests need beyond Go when it is missing and it can
 # (as root, with apt-get): iproute2 and nftables for the NAT lab, chromium
-# for the visualiser's browser test. Without them those tests skip and say
+# for the visualiser's browser test, setsid for the hostile-jobs suite. Without them those tests skip and say
 # how to run them (in CI they fail instead of skipping).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,7 @@ need=()
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v setsid >/dev/null 2>&1 || need+=(util-linux) # the hostile-jobs suite
 if ((${#need[@]})); then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 		echo "test.sh: installing ${need[*]}"

@@ -191,7 +191,7 @@ func openNode(ctx context.Context, g *globalOptions, o *nodeOptions, cmd *cobra.
 		evlog = events.New(f, id, cfg.RoleString(), evopts...)
 	}
 	n, err := node.New(ctx, cfg, key, append([]node.Option{node.WithEvents(evlog), node.WithLogger(logger), node.WithRegisterer(reg),
-		node.WithModuleCache(cmp.Or(cfg.Worker.ModuleCache, dd.Join(node.ModuleDir))), node.WithLedger(dd.Join(node.LedgerFile))}, crashOptions()...)...)
+		node.WithModuleCache(cmp.Or(cfg.Worker.ModuleCache, dd.Join(node.ModuleDir))), node.WithJobDir(dd.Join(node.JobDir)), node.WithLedger(dd.Join(node.LedgerFile))}, crashOptions()...)...)
 	if err != nil {
 		_ = evlog.Close()
 		return fail(err)

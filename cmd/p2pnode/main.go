@@ -15,6 +15,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/p2pjobs/p2pnode/node"
+
+	jobexec "github.com/p2pjobs/p2pnode/node/exec"
 )
 
 // Exit codes, documented in --help.
@@ -73,6 +75,7 @@ func defaultDataDir() string {
 }
 
 func main() {
+	jobexec.MaybeRunJail() // this binary is also the exec executor's jail
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCmd().ExecuteContext(ctx)
 	stop()

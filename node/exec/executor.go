@@ -9,6 +9,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/p2pjobs/p2pnode/protocols"
@@ -20,6 +21,9 @@ const (
 	DefaultMemoryBytes    = 256 << 20
 	DefaultTimeout        = 60 * time.Second
 	DefaultMaxOutputBytes = 4 << 20
+	DefaultDiskBytes      = 64 << 20
+	DefaultMaxFiles       = 1024
+	DefaultMaxProcs       = 64
 )
 
 // File is a named blob: an input placed in the job's working directory or
@@ -40,6 +44,32 @@ type Job struct {
 	MemoryBytes    uint64   // 0: executor default
 	Timeout        time.Duration
 	MaxOutputBytes uint64 // cap on stdout+stderr+outputs together
+	DiskBytes      uint64 // cap on the bytes in the working directory, inputs included
+	MaxFiles       int    // cap on files and directories in it, inputs included
+}
+
+// inputUsage is what the inputs take of the disk quota: their bytes, and
+// their files and the directories holding them.
+func inputUsage(job *Job) (bytes int64, files int) {
+	dirs := map[string]bool{}
+	for _, f := range job.Inputs {
+		bytes += int64(len(f.Data))
+		files++
+		for d := path.Dir(f.Name); d != "." && !dirs[d]; d = path.Dir(d) {
+			dirs[d] = true
+		}
+	}
+	return bytes, files + len(dirs)
+}
+
+// checkInputsFit refuses a job whose inputs alone exceed its disk quota.
+func checkInputsFit(job *Job) error {
+	b, n := inputUsage(job)
+	if uint64(b) > job.DiskBytes || n > job.MaxFiles {
+		return protocols.Errorf(pb.ErrorCode_JOB_DISK_QUOTA, "exec: inputs (%d bytes, %d files) exceed the disk quota (%d bytes, %d files)",
+			b, n, job.DiskBytes, job.MaxFiles)
+	}
+	return nil
 }
 
 // Result is what a finished run produced. A non-zero ExitCode is not an
@@ -138,7 +168,9 @@ func collectOutputs(dir string, names []string, budget uint64, exitCode int32) (
 	defer root.Close()
 	out := make([]File, 0, len(names))
 	for _, n := range names {
-		f, err := root.Open(n)
+		// O_NONBLOCK: a FIFO planted as an output must not block the
+		// worker in open (it is then refused as not a regular file).
+		f, err := root.OpenFile(n, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				if exitCode != 0 {
@@ -152,6 +184,13 @@ func collectOutputs(dir string, names []string, budget uint64, exitCode int32) (
 		if err != nil || !st.Mode().IsRegular() {
 			f.Close()
 			return nil, protocols.Errorf(pb.ErrorCode_JOB_OUTPUT_MISSING, "exec: output %q is not a regular file", n)
+		}
+		// A hard link may name a host file the job could not read (the
+		// worker reads outputs with its own rights): refuse any file
+		// with another name.
+		if hardLinked(st) {
+			f.Close()
+			return nil, protocols.Errorf(pb.ErrorCode_JOB_OUTPUT_MISSING, "exec: output %q has other hard links", n)
 		}
 		if uint64(st.Size()) > budget {
 			f.Close()

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -40,6 +41,8 @@ type wasmConfig struct {
 	memory     uint64
 	timeout    time.Duration
 	maxOutput  uint64
+	disk       uint64
+	maxFiles   int
 	maxModules int
 	realClocks bool
 	scratch    string
@@ -58,6 +61,12 @@ func WithDefaultTimeout(d time.Duration) WasmOption { return func(c *wasmConfig)
 // WithDefaultMaxOutput sets the output cap of jobs that leave it at zero.
 func WithDefaultMaxOutput(bytes uint64) WasmOption {
 	return func(c *wasmConfig) { c.maxOutput = bytes }
+}
+
+// WithDefaultDisk sets the disk quota (bytes, files) of jobs that leave it
+// at zero.
+func WithDefaultDisk(bytes uint64, files int) WasmOption {
+	return func(c *wasmConfig) { c.disk, c.maxFiles = bytes, files }
 }
 
 // WithScratchDir puts job working directories under dir (default: the
@@ -102,6 +111,8 @@ func NewWasm(opts ...WasmOption) (*Wasm, error) {
 		memory:     DefaultMemoryBytes,
 		timeout:    DefaultTimeout,
 		maxOutput:  DefaultMaxOutputBytes,
+		disk:       DefaultDiskBytes,
+		maxFiles:   DefaultMaxFiles,
 		maxModules: DefaultMaxModules,
 		realClocks: true,
 	}
@@ -277,6 +288,12 @@ func (w *Wasm) Run(ctx context.Context, job Job) (Result, error) {
 	if maxOut == 0 {
 		maxOut = w.cfg.maxOutput
 	}
+	if job.DiskBytes == 0 {
+		job.DiskBytes = w.cfg.disk
+	}
+	if job.MaxFiles == 0 {
+		job.MaxFiles = w.cfg.maxFiles
+	}
 
 	m, err := w.acquire(job.ModuleHash)
 	if err != nil {
@@ -301,13 +318,19 @@ func (w *Wasm) Run(ctx context.Context, job Job) (Result, error) {
 		return Result{}, err
 	}
 	var dir string
+	var quota *diskQuota
 	if len(job.Inputs) > 0 || len(job.Outputs) > 0 {
+		if err := checkInputsFit(&job); err != nil {
+			return Result{}, err
+		}
 		if dir, err = prepareDir(w.cfg.scratch, &job); err != nil {
 			return Result{}, err
 		}
 		defer removeDir(dir)
+		b, n := inputUsage(&job)
+		quota = &diskQuota{cancel: cancel, maxBytes: int64(min(job.DiskBytes, 1<<62)), maxFiles: job.MaxFiles, bytes: b, files: n}
 		cfg = cfg.WithFSConfig(wazero.NewFSConfig().(sysfs.FSConfig).
-			WithSysFSMount(sandboxFS{sysfs.DirFS(dir)}, "/"))
+			WithSysFSMount(quotaFS{FS: sandboxFS{sysfs.DirFS(dir)}, q: quota}, "/"))
 	}
 
 	alloc := &capAllocator{limit: memLimit}
@@ -315,7 +338,7 @@ func (w *Wasm) Run(ctx context.Context, job Job) (Result, error) {
 	res := Result{ExitCode: exitCode, Stdout: stdout.buf, Stderr: stderr.buf}
 
 	switch cause := context.Cause(runCtx); {
-	case cause == error(errOutputTooLarge) || cause != nil && (runErr != nil || ctx.Err() != nil):
+	case cause == error(errOutputTooLarge) || cause == error(errDiskQuota) || cause != nil && (runErr != nil || ctx.Err() != nil):
 		// The run was stopped from outside: our timer, the output cap or
 		// the caller. (A guest that finished just as the timer fired keeps
 		// its result.)
@@ -388,14 +411,10 @@ func (w *Wasm) moduleConfig(job *Job, stdout, stderr *cappedWriter) (wazero.Modu
 		cfg = cfg.WithStdin(bytes.NewReader(job.Stdin))
 	}
 	if len(job.Env) > 0 {
-		keys := make([]string, 0, len(job.Env))
-		for k, v := range job.Env {
-			if k == "" || strings.ContainsAny(k, "=\x00") || strings.IndexByte(v, 0) >= 0 {
-				return nil, protocols.Errorf(pb.ErrorCode_BAD_REQUEST, "exec: bad environment variable %q", k)
-			}
-			keys = append(keys, k)
+		if err := checkWasmEnv(job.Env); err != nil {
+			return nil, err
 		}
-		slices.Sort(keys)
+		keys := slices.Sorted(maps.Keys(job.Env))
 		for _, k := range keys {
 			cfg = cfg.WithEnv(k, job.Env[k])
 		}

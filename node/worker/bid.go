@@ -15,6 +15,8 @@ import (
 type Quote struct {
 	Executors  []string
 	MaxMemory  uint64
+	MaxOutput  uint64 // 0: no ceiling (tests)
+	MaxDisk    uint64 // 0: no ceiling (tests)
 	Price      uint64 // base (and minimum) price per job, points
 	Slots      int
 	Queued     int // accepted, unfinished jobs
@@ -95,6 +97,12 @@ func (q Quote) Decide(req *pb.BidRequest) (Offer, error) {
 	case req.GetResources().GetMemoryBytes() > q.MaxMemory:
 		return Offer{}, protocols.Errorf(pb.ErrorCode_MEMORY_TOO_SMALL, "job wants %d MiB, this worker allows %d MiB",
 			req.GetResources().GetMemoryBytes()>>20, q.MaxMemory>>20)
+	case q.MaxOutput != 0 && req.GetResources().GetMaxOutputBytes() > q.MaxOutput:
+		return Offer{}, protocols.Errorf(pb.ErrorCode_LIMIT_EXCEEDED, "job wants %d bytes of output, this worker allows %d",
+			req.GetResources().GetMaxOutputBytes(), q.MaxOutput)
+	case q.MaxDisk != 0 && req.GetResources().GetDiskBytes() > q.MaxDisk:
+		return Offer{}, protocols.Errorf(pb.ErrorCode_LIMIT_EXCEEDED, "job wants %d bytes of disk, this worker allows %d",
+			req.GetResources().GetDiskBytes(), q.MaxDisk)
 	case time.Duration(req.GetResources().GetTimeoutMs())*time.Millisecond > q.MaxTimeout:
 		return Offer{}, protocols.Errorf(pb.ErrorCode_DEADLINE_IMPOSSIBLE, "job timeout %v over this worker's %v",
 			time.Duration(req.GetResources().GetTimeoutMs())*time.Millisecond, q.MaxTimeout)

@@ -96,6 +96,8 @@ func TestDeclineReasons(t *testing.T) {
 		{"timeout over limit", func(q *Quote, r *pb.BidRequest) { q.MaxTimeout = time.Second }, pb.ErrorCode_DEADLINE_IMPOSSIBLE},
 		{"client refused", func(q *Quote, r *pb.BidRequest) { q.Client, q.Deny = client, []peer.ID{"x", client} }, pb.ErrorCode_CLIENT_REFUSED},
 		{"no jobs", func(q *Quote, r *pb.BidRequest) { r.JobCount = 0 }, pb.ErrorCode_BAD_REQUEST},
+		{"output over the ceiling", func(q *Quote, r *pb.BidRequest) { q.MaxOutput, r.Resources.MaxOutputBytes = 4<<20, 1<<40 }, pb.ErrorCode_LIMIT_EXCEEDED},
+		{"disk over the ceiling", func(q *Quote, r *pb.BidRequest) { q.MaxDisk, r.Resources.DiskBytes = 64<<20, 64<<20+1 }, pb.ErrorCode_LIMIT_EXCEEDED},
 	} {
 		q, r := idle(), request()
 		c.edit(&q, r)

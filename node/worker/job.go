@@ -45,11 +45,32 @@ type jobStream struct {
 	bw      *bufio.Writer
 	w       *protocols.Writer
 
-	module bytes.Buffer // module being pushed in chunks
-	jobs   sync.WaitGroup
+	module     bytes.Buffer // module being pushed in chunks
+	moduleHeld int          // bytes reserved from the resource manager for module
+	jobs       sync.WaitGroup
+}
+
+// ServiceName is the worker's resource-manager service: its job streams'
+// memory (module chunks, requests held while they run) is reserved there.
+const ServiceName = "p2pjobs.worker"
+
+// dropModule empties the module buffer and gives its memory back.
+func (js *jobStream) dropModule() {
+	js.module = bytes.Buffer{}
+	if js.moduleHeld > 0 {
+		js.st.Scope().ReleaseMemory(js.moduleHeld)
+		js.moduleHeld = 0
+	}
 }
 
 func (s *Service) handleJob(st network.Stream) {
+	protocols.Handle(ServiceName, func(st network.Stream) error { s.serveJobStream(st); return nil },
+		func(st network.Stream, err error) {
+			s.log.Emit(events.Event{Kind: events.Error, Peer: st.Conn().RemotePeer().String(), Proto: string(protocols.Job), Err: err.Error()})
+		})(st)
+}
+
+func (s *Service) serveJobStream(st network.Stream) {
 	js := &jobStream{s: s, st: st, client: st.Conn().RemotePeer(), bw: bufio.NewWriterSize(st, 64<<10)}
 	js.w = protocols.NewWriter(js.bw, protocols.MaxJobMsg)
 	s.wg.Add(1)
@@ -61,6 +82,7 @@ func (s *Service) handleJob(st network.Stream) {
 	err := js.serve()
 	stop()
 	js.jobs.Wait()
+	js.dropModule()
 	if s.o.payee != nil {
 		s.o.payee.FlushClient(js.client) // no more acknowledgements on this stream
 	}
@@ -125,16 +147,26 @@ func (js *jobStream) serve() (err error) {
 func (js *jobStream) chunk(c *pb.ModuleChunk) error {
 	if c.Offset != uint64(js.module.Len()) || c.TotalSize > protocols.MaxModuleSize ||
 		uint64(js.module.Len()+len(c.Data)) > c.TotalSize {
-		js.module.Reset()
+		js.dropModule()
 		return js.reply(&pb.JobStreamReply{Msg: &pb.JobStreamReply_ModuleAck{ModuleAck: &pb.ModuleAck{ModuleHash: c.ModuleHash,
 			Error: &pb.Error{Code: pb.ErrorCode_MODULE_INVALID, Message: "module chunks out of order or over the size limit"}}}})
 	}
+	// The module is buffered whole before it is checked: reserve each
+	// chunk from the resource manager first, so many clients pushing
+	// modules at once are refused instead of exhausting memory.
+	// (Released all at once by dropModule, so the release func is not kept.)
+	if _, err := protocols.Reserve(js.st, len(c.Data), network.ReservationPriorityMedium); err != nil {
+		js.dropModule()
+		return js.reply(&pb.JobStreamReply{Msg: &pb.JobStreamReply_ModuleAck{ModuleAck: &pb.ModuleAck{ModuleHash: c.ModuleHash,
+			Error: &pb.Error{Code: pb.ErrorCode_RATE_LIMITED, Message: "worker out of memory for module uploads; try later"}}}})
+	}
+	js.moduleHeld += len(c.Data)
 	js.module.Write(c.Data)
 	if !c.Last {
 		return nil
 	}
 	data := js.module.Bytes()
-	js.module = bytes.Buffer{}
+	defer js.dropModule()
 	ack := &pb.ModuleAck{ModuleHash: c.ModuleHash}
 	if sum := sha256.Sum256(data); !bytes.Equal(sum[:], c.ModuleHash) {
 		ack.Error = &pb.Error{Code: pb.ErrorCode_MODULE_INVALID, Message: "module bytes do not match their hash"}
@@ -222,14 +254,27 @@ func (js *jobStream) job(req *pb.JobRequest) error {
 		s.returnAward(req.BidId)
 		return js.fail(req, protocols.Errorf(pb.ErrorCode_SHUTTING_DOWN, "worker is shutting down"))
 	}
+	// The request (inputs included) stays in memory while the job waits
+	// and runs: account for it.
+	release, err := protocols.Reserve(js.st, proto.Size(req), network.ReservationPriorityHigh)
+	if err != nil {
+		<-s.slots
+		s.queued.Add(-1)
+		s.returnAward(req.BidId)
+		return js.fail(req, protocols.Errorf(pb.ErrorCode_RATE_LIMITED, "worker out of memory for jobs; try later"))
+	}
 	js.jobs.Add(1)
-	go func() {
+	protocols.Go(func() {
 		defer js.jobs.Done()
 		defer func() { <-s.slots; s.queued.Add(-1) }()
+		defer release()
 		if err := js.run(ex, req); err != nil {
 			_ = js.st.Reset() // the client sees the stream fail and re-dispatches
 		}
-	}()
+	}, func(err error) {
+		_ = js.st.Reset()
+		s.log.Emit(events.Event{Kind: events.Error, Peer: js.client.String(), Series: req.SeriesId, Job: req.JobId, Err: err.Error()})
+	})
 	return nil
 }
 
@@ -239,10 +284,18 @@ func (js *jobStream) run(ex exec.Executor, req *pb.JobRequest) error {
 	job := exec.Job{
 		ModuleHash: [32]byte(req.ModuleHash), Args: req.Args, Env: maps.Clone(req.Env), Stdin: req.Stdin,
 		Outputs: req.Outputs, MemoryBytes: req.GetResources().GetMemoryBytes(),
-		Timeout: time.Duration(req.GetResources().GetTimeoutMs()) * time.Millisecond, MaxOutputBytes: req.GetResources().GetMaxOutputBytes(),
+		Timeout: time.Duration(req.GetResources().GetTimeoutMs()) * time.Millisecond,
+		// The client's output and disk are wishes under the worker's
+		// ceilings (a client that skipped the bid gets the ceiling).
+		MaxOutputBytes: capTo(req.GetResources().GetMaxOutputBytes(), s.o.maxOutput),
+		DiskBytes:      capTo(req.GetResources().GetDiskBytes(), s.o.maxDisk),
+		MaxFiles:       s.o.maxFiles,
 	}
-	if job.Timeout == 0 || job.Timeout > s.o.maxTimeout {
+	switch {
+	case job.Timeout == 0:
 		job.Timeout = min(s.o.maxTimeout, time.Minute)
+	case job.Timeout > s.o.maxTimeout:
+		job.Timeout = s.o.maxTimeout // a wish under the worker's ceiling
 	}
 	for _, f := range req.Inputs {
 		job.Inputs = append(job.Inputs, exec.File{Name: f.Name, Data: f.Data})
@@ -281,6 +334,14 @@ func (js *jobStream) run(ex exec.Executor, req *pb.JobRequest) error {
 	s.log.Emit(events.Event{Kind: events.JobFinished, Peer: js.client.String(), Series: req.SeriesId, Job: req.JobId,
 		Price: req.Price, Attrs: map[string]any{"ms": out.Duration.Milliseconds(), "exit": out.ExitCode}})
 	return js.reply(reply)
+}
+
+// capTo is want under ceiling; 0 (no wish) is the ceiling.
+func capTo(want, ceiling uint64) uint64 {
+	if want == 0 || want > ceiling {
+		return ceiling
+	}
+	return want
 }
 
 // observeJob folds a run time into the moving average used for estimates.

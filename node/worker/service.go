@@ -68,6 +68,9 @@ type options struct {
 	slots       int
 	price       uint64
 	maxMemory   uint64
+	maxOutput   uint64 // ceilings on every job (the client's values are wishes under them)
+	maxDisk     uint64
+	maxFiles    int
 	maxQueue    int
 	maxTimeout  time.Duration
 	bidTTL      time.Duration
@@ -98,6 +101,17 @@ func WithPrice(p uint64) Option { return func(o *options) { o.price = p } }
 
 // WithMaxMemory sets the largest per-job memory accepted.
 func WithMaxMemory(b uint64) Option { return func(o *options) { o.maxMemory = b } }
+
+// WithCeilings sets the largest output (stdout, stderr and output files
+// together), scratch disk and file count of any job. A bid request asking
+// more is declined (LIMIT_EXCEEDED); a job asking more runs under these.
+func WithCeilings(maxOutput, maxDisk uint64, maxFiles int) Option {
+	return func(o *options) { o.maxOutput, o.maxDisk, o.maxFiles = maxOutput, maxDisk, maxFiles }
+}
+
+// WithMaxTimeout sets the longest run time of any job: a bid request asking
+// more is declined (DEADLINE_IMPOSSIBLE); a job asking more runs under it.
+func WithMaxTimeout(d time.Duration) Option { return func(o *options) { o.maxTimeout = d } }
 
 // WithMaxQueue sets how many jobs may wait beyond the slots.
 func WithMaxQueue(n int) Option { return func(o *options) { o.maxQueue = n } }
@@ -135,7 +149,8 @@ func WithAgent(a string) Option { return func(o *options) { o.agent = a } }
 
 // New starts a worker on h running jobs in executors (keyed by Name()).
 func New(h host.Host, key crypto.PrivKey, executors []exec.Executor, log *events.Log, opts ...Option) (*Service, error) {
-	o := options{slots: 1, price: 1, maxMemory: 512 << 20, maxQueue: 10000, maxTimeout: time.Hour,
+	o := options{slots: 1, price: 1, maxMemory: 512 << 20, maxOutput: exec.DefaultMaxOutputBytes,
+		maxDisk: exec.DefaultDiskBytes, maxFiles: exec.DefaultMaxFiles, maxQueue: 10000, maxTimeout: time.Hour,
 		bidTTL: 10 * time.Minute, now: time.Now, bidVersions: protocols.BidVersions, agent: "p2pnode"}
 	for _, f := range opts {
 		f(&o)
@@ -355,7 +370,7 @@ func (s *Service) onRegistered(auth peer.ID, resp *pb.RegisterResponse, first bo
 	}
 }
 
-var bidX = protocols.Exchange{Max: protocols.MaxBidMsg, Timeout: protocols.BidTimeout}
+var bidX = protocols.Exchange{Max: protocols.MaxBidMsg, Timeout: protocols.BidTimeout, Service: ServiceName}
 
 func (s *Service) handleBid(st network.Stream) {
 	client := st.Conn().RemotePeer()
@@ -388,7 +403,7 @@ func (s *Service) bid(client peer.ID, req *pb.BidRequest, v11 bool) (*pb.BidResp
 	queued := int(s.queued.Load())
 	wonk, load := s.capacity.Now(min(float64(queued)/float64(s.o.slots), 1))
 	q := Quote{
-		Executors: s.executorNames(), MaxMemory: s.o.maxMemory, Price: s.o.price, Slots: s.o.slots,
+		Executors: s.executorNames(), MaxMemory: s.o.maxMemory, MaxOutput: s.o.maxOutput, MaxDisk: s.o.maxDisk, Price: s.o.price, Slots: s.o.slots,
 		Queued: queued, MaxQueue: s.o.maxQueue, EstJob: time.Duration(s.estJobNs.Load()),
 		MaxTimeout: s.o.maxTimeout, Now: now, PricePerSecond: s.o.pricePerSecond, LoadSurcharge: s.o.loadSurcharge,
 		Load: load, Client: client, Deny: s.o.deny,

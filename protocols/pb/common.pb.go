@@ -51,13 +51,17 @@ const (
 	ErrorCode_NO_AWARD            ErrorCode = 26
 	ErrorCode_MODULE_MISSING      ErrorCode = 27
 	ErrorCode_MODULE_INVALID      ErrorCode = 28
-	ErrorCode_NO_ESCROW           ErrorCode = 29 // the award has no escrow covering it, or one expiring too soon
+	ErrorCode_LIMIT_EXCEEDED      ErrorCode = 29 // the job asks more output, disk or files than this worker allows
+	ErrorCode_ENV_REFUSED         ErrorCode = 30 // an environment variable this worker does not pass to programs
+	ErrorCode_NO_ESCROW           ErrorCode = 31 // the award has no escrow covering it, or one expiring too soon
 	// Reasons a job failed while running.
 	ErrorCode_JOB_TRAP             ErrorCode = 40
 	ErrorCode_JOB_TIMEOUT          ErrorCode = 41
 	ErrorCode_JOB_MEMORY           ErrorCode = 42
 	ErrorCode_JOB_OUTPUT_TOO_LARGE ErrorCode = 43
 	ErrorCode_JOB_OUTPUT_MISSING   ErrorCode = 44
+	ErrorCode_JOB_DISK_QUOTA       ErrorCode = 45 // the job wrote more bytes or files than its disk quota
+	ErrorCode_JOB_PIDS             ErrorCode = 46 // the job started more processes than allowed (exec)
 	// Ledger problems.
 	ErrorCode_LEDGER_INVALID_BLOCK      ErrorCode = 60
 	ErrorCode_LEDGER_INSUFFICIENT_FUNDS ErrorCode = 61
@@ -89,12 +93,16 @@ var (
 		26: "NO_AWARD",
 		27: "MODULE_MISSING",
 		28: "MODULE_INVALID",
-		29: "NO_ESCROW",
+		29: "LIMIT_EXCEEDED",
+		30: "ENV_REFUSED",
+		31: "NO_ESCROW",
 		40: "JOB_TRAP",
 		41: "JOB_TIMEOUT",
 		42: "JOB_MEMORY",
 		43: "JOB_OUTPUT_TOO_LARGE",
 		44: "JOB_OUTPUT_MISSING",
+		45: "JOB_DISK_QUOTA",
+		46: "JOB_PIDS",
 		60: "LEDGER_INVALID_BLOCK",
 		61: "LEDGER_INSUFFICIENT_FUNDS",
 		62: "LEDGER_FORK",
@@ -122,12 +130,16 @@ var (
 		"NO_AWARD":                  26,
 		"MODULE_MISSING":            27,
 		"MODULE_INVALID":            28,
-		"NO_ESCROW":                 29,
+		"LIMIT_EXCEEDED":            29,
+		"ENV_REFUSED":               30,
+		"NO_ESCROW":                 31,
 		"JOB_TRAP":                  40,
 		"JOB_TIMEOUT":               41,
 		"JOB_MEMORY":                42,
 		"JOB_OUTPUT_TOO_LARGE":      43,
 		"JOB_OUTPUT_MISSING":        44,
+		"JOB_DISK_QUOTA":            45,
+		"JOB_PIDS":                  46,
 		"LEDGER_INVALID_BLOCK":      60,
 		"LEDGER_INSUFFICIENT_FUNDS": 61,
 		"LEDGER_FORK":               62,
@@ -224,6 +236,7 @@ type Resources struct {
 	MemoryBytes    uint64                 `protobuf:"varint,1,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
 	TimeoutMs      uint32                 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
 	MaxOutputBytes uint64                 `protobuf:"varint,3,opt,name=max_output_bytes,json=maxOutputBytes,proto3" json:"max_output_bytes,omitempty"`
+	DiskBytes      uint64                 `protobuf:"varint,4,opt,name=disk_bytes,json=diskBytes,proto3" json:"disk_bytes,omitempty"` // scratch disk the job writes (inputs included); 0: the worker's default
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -275,6 +288,13 @@ func (x *Resources) GetTimeoutMs() uint32 {
 func (x *Resources) GetMaxOutputBytes() uint64 {
 	if x != nil {
 		return x.MaxOutputBytes
+	}
+	return 0
+}
+
+func (x *Resources) GetDiskBytes() uint64 {
+	if x != nil {
+		return x.DiskBytes
 	}
 	return 0
 }
@@ -340,15 +360,17 @@ const file_common_proto_rawDesc = "" +
 	"\fcommon.proto\x12\ap2pjobs\"I\n" +
 	"\x05Error\x12&\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x12.p2pjobs.ErrorCodeR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"w\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\x96\x01\n" +
 	"\tResources\x12!\n" +
 	"\fmemory_bytes\x18\x01 \x01(\x04R\vmemoryBytes\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x02 \x01(\rR\ttimeoutMs\x12(\n" +
-	"\x10max_output_bytes\x18\x03 \x01(\x04R\x0emaxOutputBytes\".\n" +
+	"\x10max_output_bytes\x18\x03 \x01(\x04R\x0emaxOutputBytes\x12\x1d\n" +
+	"\n" +
+	"disk_bytes\x18\x04 \x01(\x04R\tdiskBytes\".\n" +
 	"\x04File\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data*\x81\x05\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data*\xc8\x05\n" +
 	"\tErrorCode\x12\x15\n" +
 	"\x11ERROR_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vBAD_REQUEST\x10\x01\x12\r\n" +
@@ -368,14 +390,18 @@ const file_common_proto_rawDesc = "" +
 	"\x0eCLIENT_REFUSED\x10\x19\x12\f\n" +
 	"\bNO_AWARD\x10\x1a\x12\x12\n" +
 	"\x0eMODULE_MISSING\x10\x1b\x12\x12\n" +
-	"\x0eMODULE_INVALID\x10\x1c\x12\r\n" +
-	"\tNO_ESCROW\x10\x1d\x12\f\n" +
+	"\x0eMODULE_INVALID\x10\x1c\x12\x12\n" +
+	"\x0eLIMIT_EXCEEDED\x10\x1d\x12\x0f\n" +
+	"\vENV_REFUSED\x10\x1e\x12\r\n" +
+	"\tNO_ESCROW\x10\x1f\x12\f\n" +
 	"\bJOB_TRAP\x10(\x12\x0f\n" +
 	"\vJOB_TIMEOUT\x10)\x12\x0e\n" +
 	"\n" +
 	"JOB_MEMORY\x10*\x12\x18\n" +
 	"\x14JOB_OUTPUT_TOO_LARGE\x10+\x12\x16\n" +
-	"\x12JOB_OUTPUT_MISSING\x10,\x12\x18\n" +
+	"\x12JOB_OUTPUT_MISSING\x10,\x12\x12\n" +
+	"\x0eJOB_DISK_QUOTA\x10-\x12\f\n" +
+	"\bJOB_PIDS\x10.\x12\x18\n" +
 	"\x14LEDGER_INVALID_BLOCK\x10<\x12\x1d\n" +
 	"\x19LEDGER_INSUFFICIENT_FUNDS\x10=\x12\x0f\n" +
 	"\vLEDGER_FORK\x10>\x12\x15\n" +
