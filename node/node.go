@@ -45,6 +45,7 @@ type Node struct {
 	Account   *ledgersvc.Account // the node's points; nil unless a worker or client with a ledger
 
 	executors []exec.Executor
+	relay     *relayService // authority: the circuit relay v2 service (relay.go)
 	book      *authorityBook // every authority known: bootstrap and learned
 	nat       natState
 	logger    *slog.Logger
@@ -148,6 +149,11 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 		}
 	}()
 	h.Network().Notify(n.connNotifiee())
+	if cfg.Has(RoleAuthority) {
+		if n.relay, err = startRelay(h, &cfg, o.reg); err != nil {
+			return nil, err
+		}
+	}
 	if err := n.watchHost(); err != nil {
 		return nil, err
 	}
@@ -329,6 +335,7 @@ func (n *Node) Close() error {
 		errs = append(errs, n.Authority.Close())
 	}
 	errs = append(errs, n.closeLedger())
+	errs = append(errs, n.relay.Close())
 	n.cancel()
 	n.wg.Wait()
 	if n.DHT != nil {

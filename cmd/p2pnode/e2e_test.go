@@ -55,7 +55,12 @@ func daemon(t *testing.T, name string, args ...string) Ready {
 // daemonWithConfig is daemon with a config.yaml in the data directory.
 func daemonWithConfig(t *testing.T, name, config string, args ...string) Ready {
 	t.Helper()
-	dir := t.TempDir()
+	return daemonIn(t, t.TempDir(), name, config, args...)
+}
+
+// daemonIn is daemonWithConfig in dir; its data directory is dir/data.
+func daemonIn(t *testing.T, dir, name, config string, args ...string) Ready {
+	t.Helper()
 	if config != "" {
 		if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
 			t.Fatal(err)
