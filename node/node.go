@@ -45,7 +45,7 @@ type Node struct {
 	Account   *ledgersvc.Account // the node's points; nil unless a worker or client with a ledger
 
 	executors []exec.Executor
-	relay     *relayService // authority: the circuit relay v2 service (relay.go)
+	relay     *relayService  // authority: the circuit relay v2 service (relay.go)
 	book      *authorityBook // every authority known: bootstrap and learned
 	nat       natState
 	logger    *slog.Logger
