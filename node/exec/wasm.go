@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"embed"
 	"errors"
 	"fmt"
 	"slices"
@@ -301,14 +302,18 @@ func (w *Wasm) Run(ctx context.Context, job Job) (Result, error) {
 		return Result{}, err
 	}
 	var dir string
+	// A job without files still gets an (empty, read-only, in-memory) root,
+	// so that a write there is refused by the guard and explained, not met
+	// with EBADF for want of any directory.
+	guard := &outputGuard{FS: &sysfs.ReadFS{FS: &sysfs.AdaptFS{FS: embed.FS{}}}, declared: job.Outputs}
 	if len(job.Inputs) > 0 || len(job.Outputs) > 0 {
 		if dir, err = prepareDir(w.cfg.scratch, &job); err != nil {
 			return Result{}, err
 		}
 		defer removeDir(dir)
-		cfg = cfg.WithFSConfig(wazero.NewFSConfig().(sysfs.FSConfig).
-			WithSysFSMount(sandboxFS{sysfs.DirFS(dir)}, "/"))
+		guard.FS = sandboxFS{sysfs.DirFS(dir)}
 	}
+	cfg = cfg.WithFSConfig(wazero.NewFSConfig().(sysfs.FSConfig).WithSysFSMount(guard, "/"))
 
 	alloc := &capAllocator{limit: memLimit}
 	exitCode, runErr := w.instantiateAndStart(experimental.WithMemoryAllocator(runCtx, alloc), m.compiled, cfg, alloc)
@@ -329,6 +334,10 @@ func (w *Wasm) Run(ctx context.Context, job Job) (Result, error) {
 		res.Duration = time.Since(start)
 		return res, protocols.Errorf(pb.ErrorCode_JOB_MEMORY,
 			"exec: the guest tried to grow its memory past the cap of %d bytes", memLimit)
+	case guard.undeclaredErr() != nil:
+		// Before a trap: a guest whose write was refused often panics.
+		res.Duration = time.Since(start)
+		return res, guard.undeclaredErr()
 	case runErr != nil:
 		res.Duration = time.Since(start)
 		return res, protocols.Errorf(pb.ErrorCode_JOB_TRAP, "exec: %s", firstLine(runErr.Error()))
