@@ -180,6 +180,9 @@ resources: {memory: 64MiB, timeout: 30s}
 	if !strings.Contains(out, "12 jobs: 12 done, 0 failed") {
 		t.Errorf("summary line missing:\n%s", out)
 	}
+	if !strings.Contains(out, "PARAMS") || !strings.Contains(out, "seed=12") {
+		t.Errorf("the table does not show each job's params:\n%s", out)
+	}
 	f, err := os.Open(filepath.Join(dir, "results", "e2e", "summary.jsonl"))
 	if err != nil {
 		t.Fatal(err)
@@ -187,9 +190,17 @@ resources: {memory: 64MiB, timeout: 30s}
 	defer f.Close()
 	n := 0
 	for sc := bufio.NewScanner(f); sc.Scan(); n++ {
-		var l struct{ Job, Status string }
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil || l.Status != "done" {
+		var l struct {
+			Job, Status string
+			Params      map[string]string
+		}
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil || l.Status != "done" || l.Params["seed"] == "" {
 			t.Errorf("summary line %q: %v", sc.Text(), err)
+		}
+		var p map[string]string
+		if b, err := os.ReadFile(filepath.Join(dir, "results", "e2e", l.Job, "params.json")); err != nil ||
+			json.Unmarshal(b, &p) != nil || p["seed"] != l.Params["seed"] {
+			t.Errorf("%s/params.json = %s (%v), want seed %s", l.Job, b, err, l.Params["seed"])
 		}
 		if _, err := os.Stat(filepath.Join(dir, "results", "e2e", l.Job, "result.json")); err != nil {
 			t.Errorf("%s: %v", l.Job, err)

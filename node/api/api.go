@@ -120,6 +120,7 @@ func RunSpec(ctx context.Context, c *client.Client, req SubmitRequest, builtins 
 	if err != nil {
 		return nil, err
 	}
+	rw.SetParams(s.Jobs)
 	var werr error
 	rep, err := c.Run(ctx, s, client.Hooks{
 		OnBids: func(cands []client.Candidate, offers []client.Offer, declines []client.Decline) {
@@ -127,7 +128,7 @@ func RunSpec(ctx context.Context, c *client.Client, req SubmitRequest, builtins 
 		},
 		OnOutcome: func(o client.Outcome) {
 			werr = errors.Join(werr, rw.Write(o))
-			l := client.Line(o)
+			l := rw.Line(o)
 			emit(Message{Kind: "outcome", Outcome: &l})
 		},
 	})
