@@ -45,13 +45,19 @@ type Node struct {
 	Account   *ledgersvc.Account // the node's points; nil unless a worker or client with a ledger
 
 	executors []exec.Executor
-	relay     *relayService  // authority: the circuit relay v2 service (relay.go)
-	book      *authorityBook // every authority known: bootstrap and learned
-	nat       natState
-	logger    *slog.Logger
-	ctx       context.Context
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
+	relay     *relayService // authority: the circuit relay v2 service (relay.go)
+	series    seriesTracker // client: the series run through the local API (live.go)
+	totals    struct {      // the ledger totals last summed for the live view (live.go)
+		mu   sync.Mutex
+		last *LedgerTotals // guarded by mu
+		at   time.Time     // guarded by mu
+	}
+	book   *authorityBook // every authority known: bootstrap and learned
+	nat    natState
+	logger *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
 	ledgerStore ledger.Store // ledger.go; closed after the ledger services
 }

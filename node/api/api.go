@@ -171,6 +171,12 @@ type Backend interface {
 	Ledger() Ledger // nil when the node keeps no ledger (ledger.go)
 }
 
+// Observer is a Backend that also follows the series it runs (the node's
+// live view); optional.
+type Observer interface {
+	ObserveSeries(Message)
+}
+
 // Server serves the API on a unix socket.
 type Server struct {
 	srv  *http.Server
@@ -223,7 +229,11 @@ func serveSeries(w http.ResponseWriter, r *http.Request, b Backend) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	enc := json.NewEncoder(w)
 	fl, _ := w.(http.Flusher)
+	obs, _ := b.(Observer)
 	emit := func(m Message) {
+		if obs != nil {
+			obs.ObserveSeries(m)
+		}
 		_ = enc.Encode(m)
 		if fl != nil {
 			fl.Flush()

@@ -34,6 +34,10 @@ type Options struct {
 	Poll    time.Duration // DefaultPoll when zero; negative disables following
 	// Logf reports problems reading logs (nil: silent).
 	Logf func(format string, args ...any)
+	// State, when set, is a running node's own state (node.Live), served
+	// as /api/node: the page then shows it beside the replay of the node's
+	// log (p2pnode --http).
+	State func() any
 }
 
 // Server serves the visualiser over one merged, growing index.
@@ -103,6 +107,13 @@ func StartOptions(ctx context.Context, o Options) (*Server, error) {
 	mux.HandleFunc("GET /api/events", s.handleEvents)
 	mux.HandleFunc("GET /api/stream", s.handleStream)
 	mux.HandleFunc("GET /api/state", s.handleState)
+	mux.HandleFunc("GET /api/node", func(w http.ResponseWriter, r *http.Request) {
+		if o.State == nil {
+			http.NotFound(w, r) // a replay of logs: no node behind the page
+			return
+		}
+		writeJSON(w, o.State())
+	})
 	s.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
