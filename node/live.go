@@ -127,7 +127,7 @@ func observeOutcome(s *LiveSeries, l *client.SummaryLine) {
 
 // Live reports the node's state for its live view.
 func (n *Node) Live() Live {
-	l := Live{PeerID: n.Host.ID().String(), Roles: n.Cfg.Roles, Version: Version, Reachability: n.Reachability(),
+	l := Live{PeerID: n.Host.ID().String(), Roles: n.Cfg.Roles, Version: FullVersion(), Reachability: n.Reachability(),
 		Relay: n.relay.status(&n.Cfg)}
 	if n.Authority != nil {
 		for _, r := range n.Authority.Registered() {

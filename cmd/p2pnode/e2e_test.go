@@ -35,7 +35,8 @@ func binary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "p2pnode")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		// As scripts/build.sh does: the revision goes in at link time.
+		out, err := exec.Command("go", "build", "-ldflags", "-X github.com/p2pjobs/p2pnode/node.revision="+testRevision, "-o", binPath, ".").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
