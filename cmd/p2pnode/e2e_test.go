@@ -36,7 +36,8 @@ func binary(t *testing.T) string {
 		}
 		binPath = filepath.Join(dir, "p2pnode")
 		// As scripts/build.sh does: the revision goes in at link time.
-		out, err := exec.Command("go", "build", "-ldflags", "-X github.com/p2pjobs/p2pnode/node.revision="+testRevision, "-o", binPath, ".").CombinedOutput()
+		// -tags p2pnode_testhooks: the crash point of ledger_crash_test.go.
+		out, err := exec.Command("go", "build", "-tags", "p2pnode_testhooks", "-ldflags", "-X github.com/p2pjobs/p2pnode/node.revision="+testRevision, "-o", binPath, ".").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
