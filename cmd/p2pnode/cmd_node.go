@@ -237,7 +237,7 @@ func runNode(ctx context.Context, g *globalOptions, o *nodeOptions, cmd *cobra.C
 	defer srv.Close()
 	out := cmd.OutOrStdout()
 	var liveURL string
-	fmt.Fprintf(out, "p2pnode %s: %s %s\n", node.Version, n.Cfg.RoleString(), n.Host.ID())
+	fmt.Fprintf(out, "p2pnode %s: %s %s\n", node.Version, n.Cfg.RoleString(), n.ID())
 	for _, a := range n.Addrs() {
 		fmt.Fprintf(out, "  listening on %s\n", a)
 	}
@@ -274,7 +274,7 @@ type Ready struct {
 }
 
 func writeReady(path string, n *node.Node, liveURL string) error {
-	r := Ready{PeerID: n.Host.ID().String(), Pid: os.Getpid(), HTTP: liveURL}
+	r := Ready{PeerID: n.ID().String(), Pid: os.Getpid(), HTTP: liveURL}
 	for _, a := range n.Addrs() {
 		r.Addrs = append(r.Addrs, a.String())
 	}
