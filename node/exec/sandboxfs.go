@@ -153,7 +153,10 @@ func (g *outputGuard) undeclaredErr() error {
 	if g.undeclared == "" {
 		return nil
 	}
+	return undeclaredErr(g.undeclared)
+}
+
+func undeclaredErr(name string) error {
 	return protocols.Errorf(pb.ErrorCode_BAD_REQUEST,
-		"exec: the job wrote %q, a file its series does not declare: add it to the series' outputs: (outputs: [%s])",
-		g.undeclared, g.undeclared)
+		"exec: the job wrote %q, a file its series does not declare: add it to the series' outputs: (outputs: [%s])", name, name)
 }
