@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,6 +35,7 @@ type Config struct {
 	DHTMode   string   `yaml:"dht_mode"`  // auto | server | client
 	Events    string   `yaml:"events"`    // event log path; "" = <data-dir>/events.jsonl; "off"
 	Metrics   string   `yaml:"metrics"`   // host:port for /metrics; "" = off
+	HTTP      string   `yaml:"http"`      // [host]:port of the live view (visualiser + state); "" = off; host defaults to 127.0.0.1
 
 	Worker    WorkerConfig    `yaml:"worker"`
 	Authority AuthorityConfig `yaml:"authority"`
@@ -65,16 +68,16 @@ type ClientConfig struct {
 
 // WorkerConfig configures the worker role.
 type WorkerConfig struct {
-	Slots       int               `yaml:"slots"`         // concurrent jobs; 0 = number of CPUs
-	PricePerJob uint64            `yaml:"price_per_job"` // points per job (the minimum when price_per_second is set)
+	Slots       int    `yaml:"slots"`         // concurrent jobs; 0 = number of CPUs
+	PricePerJob uint64 `yaml:"price_per_job"` // points per job (the minimum when price_per_second is set)
 	// SettleHorizon: a client's escrow lock must outlive the worker's
 	// first job of an award by this much, so the worker can file its
 	// receipts before the client may take the points back (default 10s).
-	SettleHorizon time.Duration `yaml:"settle_horizon"`
-	MaxMemory   string            `yaml:"max_memory"`    // largest per-job memory, e.g. 512MiB
-	MaxQueue    int               `yaml:"max_queue"`     // jobs accepted beyond the slots before declining
-	Executors   []string          `yaml:"executors"`     // wasm (default); exec needs exec_allow
-	ExecAllow   map[string]string `yaml:"exec_allow"`    // exec executor: name -> absolute program path
+	SettleHorizon time.Duration     `yaml:"settle_horizon"`
+	MaxMemory     string            `yaml:"max_memory"` // largest per-job memory, e.g. 512MiB
+	MaxQueue      int               `yaml:"max_queue"`  // jobs accepted beyond the slots before declining
+	Executors     []string          `yaml:"executors"`  // wasm (default); exec needs exec_allow
+	ExecAllow     map[string]string `yaml:"exec_allow"` // exec executor: name -> absolute program path
 	// ExecEnv names the environment variables exec jobs may set; loader
 	// and path variables (LD_*, PATH, ...) are refused even if listed.
 	ExecEnv []string `yaml:"exec_env"`
@@ -202,6 +205,14 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: unknown role %q (want authority, worker or client)", ErrConfig, r)
 		}
 	}
+	if c.HTTP != "" {
+		if _, err := c.HTTPAddr(); err != nil {
+			return err
+		}
+		if c.Events == "off" {
+			return fmt.Errorf("%w: http: the live view shows the node's event log: it needs events on", ErrConfig)
+		}
+	}
 	switch c.DHTMode {
 	case "", "auto", "server", "client":
 	default:
@@ -297,6 +308,7 @@ const defaultConfigYAML = `# p2pnode configuration. Flags given on the command l
 # dht_mode: auto                # auto | server | client
 # events: ""                    # event log ("" = <data-dir>/events.jsonl, "off" = none)
 # metrics: ""                   # e.g. 127.0.0.1:9090 serves /metrics
+# http: ""                      # e.g. 127.0.0.1:8080 serves the live view of this node
 # worker:
 #   slots: 0                    # concurrent jobs (0 = number of CPUs)
 #   price_per_job: 1            # points per job
@@ -363,4 +375,25 @@ func ParseSize(s string) (uint64, error) {
 		return 0, fmt.Errorf("size %q too large", s)
 	}
 	return n * mult, nil
+}
+
+// HTTPAddr is the live view's listen address: c.HTTP with the host
+// defaulting to 127.0.0.1 (":8080" and "8080" bind loopback only; another
+// host is the operator's explicit choice).
+func (c *Config) HTTPAddr() (string, error) {
+	v := c.HTTP
+	if !strings.Contains(v, ":") {
+		v = ":" + v
+	}
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return "", fmt.Errorf("%w: http %q: want [host]:port: %w", ErrConfig, c.HTTP, err)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return "", fmt.Errorf("%w: http %q: bad port", ErrConfig, c.HTTP)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port), nil
 }

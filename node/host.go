@@ -20,7 +20,6 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
-	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -110,12 +109,9 @@ func hostOptions(cfg *Config, key crypto.PrivKey, authorities *authorityBook, re
 		opts = append(opts, libp2p.NATPortMap())
 	}
 	if cfg.Has(RoleAuthority) {
-		res := relay.DefaultResources()
-		res.Limit = &relay.RelayLimit{Duration: cfg.Authority.RelayDuration, Data: cfg.Authority.RelayData}
-		res.MaxReservations = cfg.Authority.RelayReservations
-		res.MaxCircuits = cfg.Authority.RelayCircuits
-		res.MaxReservationsPerIP = cfg.Authority.RelayReservations
-		opts = append(opts, libp2p.EnableRelayService(relay.WithResources(res)), libp2p.EnableNATService())
+		// The relay service is not a host option: libp2p would run it only
+		// while AutoNAT says public. Node.New starts it itself (relay.go).
+		opts = append(opts, libp2p.EnableNATService())
 	}
 	if !cfg.Has(RoleAuthority) && len(authorities.list()) > 0 {
 		// The authorities are our relays: the bootstrap ones and those

@@ -48,13 +48,20 @@ type Node struct {
 	Account   *ledgersvc.Account // the node's points; nil unless a worker or client with a ledger
 
 	executors []exec.Executor
-	tmpJobDir string         // a job directory of our own (no data dir given), removed at Close
-	book      *authorityBook // every authority known: bootstrap and learned
-	nat       natState
-	logger    *slog.Logger
-	ctx       context.Context
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
+	tmpJobDir string        // a job directory of our own (no data dir given), removed at Close
+	relay     *relayService // authority: the circuit relay v2 service (relay.go)
+	series    seriesTracker // client: the series run through the local API (live.go)
+	totals    struct {      // the ledger totals last summed for the live view (live.go)
+		mu   sync.Mutex
+		last *LedgerTotals // guarded by mu
+		at   time.Time     // guarded by mu
+	}
+	book   *authorityBook // every authority known: bootstrap and learned
+	nat    natState
+	logger *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
 	ledgerStore ledger.Store // ledger.go; closed after the ledger services
 }
@@ -157,6 +164,11 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 		}
 	}()
 	h.Network().Notify(n.connNotifiee())
+	if cfg.Has(RoleAuthority) {
+		if n.relay, err = startRelay(h, &cfg, o.reg); err != nil {
+			return nil, err
+		}
+	}
 	if err := n.watchHost(); err != nil {
 		return nil, err
 	}
@@ -369,6 +381,7 @@ func (n *Node) Close() error {
 		errs = append(errs, n.Authority.Close())
 	}
 	errs = append(errs, n.closeLedger())
+	errs = append(errs, n.relay.Close())
 	n.cancel()
 	n.wg.Wait()
 	if n.DHT != nil {

@@ -31,6 +31,7 @@ type Status struct {
 	Authorities  []AuthorityStatus `json:"authorities"`
 	Peers        []PeerStatus      `json:"peers"`
 	Workers      int               `json:"registered_workers,omitempty"` // authority: live registrations
+	Relay        RelayStatus       `json:"relay_service"`                // the circuit relay v2 service we run for others
 }
 
 // AuthorityStatus is one authority the node knows.
@@ -248,6 +249,7 @@ func (n *Node) Status() Status {
 	if n.Authority != nil {
 		st.Workers = n.Authority.Workers()
 	}
+	st.Relay = n.relay.status(&n.Cfg)
 	return st
 }
 

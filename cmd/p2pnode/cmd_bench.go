@@ -142,7 +142,7 @@ func startBenchNet(ctx context.Context, cmd *cobra.Command, dir string, o *bench
 		return nil, err
 	}
 	b.client, b.close = n, closeAll
-	if err := waitWorkers(ctx, n.Client, o.Workers, 30*time.Second); err != nil {
+	if err := n.WaitWorkers(ctx, "wasm", o.Workers, 30*time.Second); err != nil {
 		b.stop()
 		return nil, err
 	}

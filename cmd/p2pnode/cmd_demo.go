@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/p2pjobs/p2pnode/node"
-	"github.com/p2pjobs/p2pnode/node/client"
 	wasmexec "github.com/p2pjobs/p2pnode/node/exec"
 	"github.com/p2pjobs/p2pnode/node/runner"
 	"github.com/p2pjobs/p2pnode/node/viz"
@@ -230,7 +229,7 @@ func runDemo(ctx context.Context, g *globalOptions, o *demoOptions, cmd *cobra.C
 		return err
 	}
 	defer closeAll()
-	if err := waitWorkers(ctx, n.Client, o.Workers, 30*time.Second); err != nil {
+	if err := n.WaitWorkers(ctx, "wasm", o.Workers, 30*time.Second); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "workers:        %d registered\n\n", o.Workers)
@@ -251,13 +250,13 @@ results: %s
 		return err
 	}
 	view := newSeriesView(out, g.JSON)
-	_, runErr := runner.RunSpec(ctx, n.Client, runner.SubmitRequest{SpecPath: specPath}, builtins(), view.handle)
+	_, runErr := n.RunSeries(ctx, runner.SubmitRequest{SpecPath: specPath}, builtins(), view.handle)
 	failed := view.summary()
 	if runErr != nil {
 		return runErr
 	}
-	if n.Account != nil {
-		if err := demoLedger(ctx, out, n, n.Account.Home()); err != nil {
+	if home := n.LedgerHome(); home != "" {
+		if err := demoLedger(ctx, out, n, home); err != nil {
 			return err
 		}
 	}
@@ -282,23 +281,4 @@ func warmModuleCache(ctx context.Context, dir string, module []byte) error {
 	defer w.Close(ctx)
 	_, err = w.AddModule(ctx, module)
 	return err
-}
-
-// waitWorkers polls the authorities until want workers are registered.
-func waitWorkers(ctx context.Context, c *client.Client, want int, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for {
-		cands, err := c.Discover(ctx, client.Filter{Executor: "wasm"})
-		if len(cands) >= want {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("only %d of %d workers registered after %v (last error: %v)", len(cands), want, d, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }

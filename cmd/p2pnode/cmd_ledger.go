@@ -423,27 +423,11 @@ func runLedgerMint(ctx context.Context, g *globalOptions, o *ledgerOptions, out 
 type nodeLedger struct{ n *node.Node }
 
 func (l nodeLedger) Balance(ctx context.Context) (api.BalanceInfo, error) {
-	n := l.n
-	var st ledger.ChainState
-	var err error
-	if n.Account != nil {
-		_, err = n.Account.Balance(ctx) // claims what was minted or released to us
-		st = n.Account.State()
-	} else {
-		st, err = n.LedgerStore().State(n.Host.ID())
-		if err != nil {
-			return api.BalanceInfo{}, err
-		}
-	}
-	return api.BalanceInfo{Account: n.Host.ID().String(), Balance: st.Balance, Home: st.Home.String(), Blocks: st.Blocks}, err
+	st, err := l.n.AccountState(ctx)
+	return api.BalanceInfo{Account: l.n.ID().String(), Balance: st.Balance, Home: st.Home.String(), Blocks: st.Blocks}, err
 }
 
-func (l nodeLedger) History(context.Context) ([]*pb.Block, error) {
-	if l.n.Account != nil {
-		return l.n.Account.Chain(), nil
-	}
-	return l.n.LedgerStore().Chain(l.n.Host.ID(), 0, 0)
-}
+func (l nodeLedger) History(context.Context) ([]*pb.Block, error) { return l.n.OwnChain() }
 
 func (l nodeLedger) Export(context.Context) ([]*pb.Block, error) {
 	chains, err := storeChains(l.n.LedgerStore())
@@ -467,15 +451,5 @@ func (l nodeLedger) Handover(ctx context.Context, to peer.ID) (*pb.Block, error)
 }
 
 func (l nodeLedger) Mint(ctx context.Context, to peer.ID, amount uint64, ref string) (*pb.Block, error) {
-	if l.n.Ledger == nil {
-		return nil, errors.New("this node is not an authority: only an authority mints")
-	}
-	resp := l.n.Ledger.Do(ctx, &pb.LedgerRequest{Req: &pb.LedgerRequest_Mint{Mint: &pb.MintRequest{To: []byte(to), Amount: amount, Reference: ref}}}, l.n.Host.ID())
-	if resp.Error != nil {
-		return nil, errors.New(resp.Error.Message)
-	}
-	if len(resp.Blocks) == 0 {
-		return nil, errors.New("mint: no block in the reply")
-	}
-	return resp.Blocks[len(resp.Blocks)-1], nil
+	return l.n.Mint(ctx, to, amount, ref)
 }

@@ -24,6 +24,8 @@ import (
 	"github.com/p2pjobs/p2pnode/node/api"
 	"github.com/p2pjobs/p2pnode/node/client"
 	"github.com/p2pjobs/p2pnode/node/events"
+	"github.com/p2pjobs/p2pnode/node/runner"
+	"github.com/p2pjobs/p2pnode/node/viz"
 	"github.com/p2pjobs/p2pnode/scripts/wasm"
 )
 
@@ -36,6 +38,7 @@ type nodeOptions struct {
 	Bootstrap    []string
 	Events       string
 	Metrics      string
+	HTTP         string
 	Slots        int
 	Price        uint64
 	DHTMode      string
@@ -49,6 +52,7 @@ func (o *nodeOptions) AddFlags(f *pflag.FlagSet, withRole bool) {
 		f.StringArrayVar(&o.Listen, "listen", nil, "multiaddr to listen on (repeatable; default all interfaces, random TCP and QUIC ports)")
 		f.StringArrayVar(&o.Announce, "announce", nil, "public multiaddr to advertise (repeatable; authorities behind a fixed address)")
 		f.StringVar(&o.Metrics, "metrics", "", "serve Prometheus /metrics on host:port")
+		f.StringVar(&o.HTTP, "http", "", "serve the live view of this node (visualiser and state) on [host]:port; the host defaults to 127.0.0.1")
 		f.IntVar(&o.Slots, "slots", 0, "worker: concurrent jobs (0 = number of CPUs)")
 		f.Uint64Var(&o.Price, "price", 0, "worker: price per job in points")
 		f.StringVar(&o.DHTMode, "dht-mode", "", "DHT mode: auto, server or client")
@@ -83,6 +87,9 @@ func (o *nodeOptions) apply(cmd *cobra.Command, cfg *node.Config) {
 	}
 	if f.Changed("metrics") {
 		cfg.Metrics = o.Metrics
+	}
+	if f.Changed("http") {
+		cfg.HTTP = o.HTTP
 	}
 	if f.Changed("slots") {
 		cfg.Worker.Slots = o.Slots
@@ -177,10 +184,7 @@ func openNode(ctx context.Context, g *globalOptions, o *nodeOptions, cmd *cobra.
 		evlog = events.New(nil, id, cfg.RoleString(), evopts...)
 	}
 	if cfg.Events != "off" {
-		path := cfg.Events
-		if path == "" {
-			path = dd.Join(node.EventsFile)
-		}
+		path := eventsPath(cfg, dd)
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return fail(err)
 		}
@@ -233,12 +237,26 @@ func runNode(ctx context.Context, g *globalOptions, o *nodeOptions, cmd *cobra.C
 	}
 	defer srv.Close()
 	out := cmd.OutOrStdout()
-	fmt.Fprintf(out, "p2pnode %s: %s %s\n", node.Version, n.Cfg.RoleString(), n.Host.ID())
+	var liveURL string
+	fmt.Fprintf(out, "p2pnode %s: %s %s\n", node.Version, n.Cfg.RoleString(), n.ID())
 	for _, a := range n.Addrs() {
 		fmt.Fprintf(out, "  listening on %s\n", a)
 	}
+	if n.Cfg.HTTP != "" {
+		addr, _ := n.Cfg.HTTPAddr() // validated
+		vctx, vcancel := context.WithCancel(ctx)
+		v, err := viz.StartOptions(vctx, viz.Options{Addr: addr, Sources: []string{eventsPath(n.Cfg, dd)},
+			State: func() any { return n.Live() }})
+		if err != nil {
+			vcancel()
+			return fmt.Errorf("live view: %w", err)
+		}
+		defer func() { vcancel(); <-v.Done() }() // the page's server stops before the node closes
+		fmt.Fprintf(out, "  live view on %s\n", v.URL())
+		liveURL = v.URL()
+	}
 	if o.ReadyFile != "" {
-		if err := writeReady(o.ReadyFile, n); err != nil {
+		if err := writeReady(o.ReadyFile, n, liveURL); err != nil {
 			return err
 		}
 	}
@@ -253,10 +271,11 @@ type Ready struct {
 	PeerID string   `json:"peer_id"`
 	Addrs  []string `json:"addrs"`
 	Pid    int      `json:"pid"`
+	HTTP   string   `json:"http,omitempty"` // the live view's URL (--http)
 }
 
-func writeReady(path string, n *node.Node) error {
-	r := Ready{PeerID: n.Host.ID().String(), Pid: os.Getpid()}
+func writeReady(path string, n *node.Node, liveURL string) error {
+	r := Ready{PeerID: n.ID().String(), Pid: os.Getpid(), HTTP: liveURL}
 	for _, a := range n.Addrs() {
 		r.Addrs = append(r.Addrs, a.String())
 	}
@@ -291,4 +310,11 @@ func newLogger(g *globalOptions) *slog.Logger {
 		lvl = slog.LevelInfo
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+}
+
+func (b backend) ObserveSeries(m runner.Message) { b.n.ObserveSeries(m) }
+
+// eventsPath is where the node's event log goes.
+func eventsPath(cfg node.Config, dd *node.DataDir) string {
+	return cmp.Or(cfg.Events, dd.Join(node.EventsFile))
 }

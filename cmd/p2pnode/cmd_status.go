@@ -75,6 +75,11 @@ func renderStatus(out io.Writer, st *node.Status) {
 	if st.Workers > 0 {
 		fmt.Fprintf(out, "registered    %d workers\n", st.Workers)
 	}
+	if st.Relay.On {
+		fmt.Fprintf(out, "relay service on: %d of %d reservations held\n", st.Relay.Reservations, st.Relay.Max)
+	} else {
+		fmt.Fprintln(out, "relay service off")
+	}
 	list := func(title string, xs []string) {
 		for i, x := range xs {
 			if i == 0 {

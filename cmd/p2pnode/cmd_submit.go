@@ -106,7 +106,7 @@ func runSubmit(ctx context.Context, g *globalOptions, o *submitOptions, cmd *cob
 		if len(n.Authorities) == 0 {
 			return usagef("no authority to find workers through: give --bootstrap /ip4/.../p2p/<peer ID> or set bootstrap in %s", filepath.Join(g.DataDir, node.ConfigFile))
 		}
-		_, runErr = runner.RunSpec(ctx, n.Client, runner.SubmitRequest{SpecPath: abs, Resume: o.resume}, builtins(), view.handle)
+		_, runErr = n.RunSeries(ctx, runner.SubmitRequest{SpecPath: abs, Resume: o.resume}, builtins(), view.handle)
 	}
 	var nb *client.NoBidsError
 	if errors.As(runErr, &nb) {

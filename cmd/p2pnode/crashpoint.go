@@ -1,3 +1,5 @@
+//go:build p2pnode_testhooks
+
 package main
 
 import (
@@ -11,12 +13,7 @@ import (
 	"github.com/p2pjobs/p2pnode/protocols/pb"
 )
 
-// crashEnv names the crash point of the crash tests (ledger_crash_test.go):
-// with P2PNODE_TEST_KILL_BEFORE_STORE=N the process SIGKILLs itself when the
-// Nth block its home authority countersigned for it arrives, before the
-// block is stored — the one moment a random kill rarely hits, which the
-// account's resync exists for. Unset (always, outside those tests): no effect.
-const crashEnv = "P2PNODE_TEST_KILL_BEFORE_STORE"
+// crashOptions arms the crash point named by crashEnv (crashpoint_env.go).
 
 func crashOptions() []node.Option {
 	n, err := strconv.Atoi(os.Getenv(crashEnv))

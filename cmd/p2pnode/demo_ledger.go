@@ -13,8 +13,6 @@ import (
 
 	"github.com/p2pjobs/p2pnode/ledger"
 	"github.com/p2pjobs/p2pnode/node"
-	"github.com/p2pjobs/p2pnode/node/client"
-	"github.com/p2pjobs/p2pnode/node/ledgersvc"
 	"github.com/p2pjobs/p2pnode/protocols/pb"
 )
 
@@ -34,11 +32,11 @@ func writeDemoAuthorityConfig(dir string, grant uint64) error {
 // demoLedger waits until the workers have been paid, fetches every chain
 // from the authority, audits them and prints the balance table.
 func demoLedger(ctx context.Context, out io.Writer, n *node.Node, authority peer.ID) error {
-	cands, err := n.Client.Discover(ctx, client.Filter{Executor: "wasm"})
+	cands, err := n.DiscoverWorkers(ctx, "wasm")
 	if err != nil && len(cands) == 0 {
 		return err
 	}
-	accounts := []peer.ID{n.Host.ID()}
+	accounts := []peer.ID{n.ID()}
 	for _, c := range cands {
 		accounts = append(accounts, c.ID)
 	}
@@ -46,13 +44,13 @@ func demoLedger(ctx context.Context, out io.Writer, n *node.Node, authority peer
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		chains := map[peer.ID][]*pb.Block{}
-		own, err := ledgersvc.FetchChain(ctx, n.Host, authority, authority, 0)
+		own, err := n.FetchChain(ctx, authority, authority)
 		if err != nil {
 			return fmt.Errorf("ledger: %w", err)
 		}
 		chains[authority] = own
 		for _, id := range accounts {
-			if c, err := ledgersvc.FetchChain(ctx, n.Host, authority, id, 0); err == nil {
+			if c, err := n.FetchChain(ctx, authority, id); err == nil {
 				chains[id] = c
 			}
 		}

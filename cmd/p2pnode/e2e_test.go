@@ -35,7 +35,9 @@ func binary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "p2pnode")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		// As scripts/build.sh does: the revision goes in at link time.
+		// -tags p2pnode_testhooks: the crash point of ledger_crash_test.go.
+		out, err := exec.Command("go", "build", "-tags", "p2pnode_testhooks", "-ldflags", "-X github.com/p2pjobs/p2pnode/node.revision="+testRevision, "-o", binPath, ".").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -55,7 +57,12 @@ func daemon(t *testing.T, name string, args ...string) Ready {
 // daemonWithConfig is daemon with a config.yaml in the data directory.
 func daemonWithConfig(t *testing.T, name, config string, args ...string) Ready {
 	t.Helper()
-	dir := t.TempDir()
+	return daemonIn(t, t.TempDir(), name, config, args...)
+}
+
+// daemonIn is daemonWithConfig in dir; its data directory is dir/data.
+func daemonIn(t *testing.T, dir, name, config string, args ...string) Ready {
+	t.Helper()
 	if config != "" {
 		if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
 			t.Fatal(err)
@@ -175,6 +182,9 @@ resources: {memory: 64MiB, timeout: 30s}
 	if !strings.Contains(out, "12 jobs: 12 done, 0 failed") {
 		t.Errorf("summary line missing:\n%s", out)
 	}
+	if !strings.Contains(out, "PARAMS") || !strings.Contains(out, "seed=12") {
+		t.Errorf("the table does not show each job's params:\n%s", out)
+	}
 	f, err := os.Open(filepath.Join(dir, "results", "e2e", "summary.jsonl"))
 	if err != nil {
 		t.Fatal(err)
@@ -182,9 +192,17 @@ resources: {memory: 64MiB, timeout: 30s}
 	defer f.Close()
 	n := 0
 	for sc := bufio.NewScanner(f); sc.Scan(); n++ {
-		var l struct{ Job, Status string }
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil || l.Status != "done" {
+		var l struct {
+			Job, Status string
+			Params      map[string]string
+		}
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil || l.Status != "done" || l.Params["seed"] == "" {
 			t.Errorf("summary line %q: %v", sc.Text(), err)
+		}
+		var p map[string]string
+		if b, err := os.ReadFile(filepath.Join(dir, "results", "e2e", l.Job, "params.json")); err != nil ||
+			json.Unmarshal(b, &p) != nil || p["seed"] != l.Params["seed"] {
+			t.Errorf("%s/params.json = %s (%v), want seed %s", l.Job, b, err, l.Params["seed"])
 		}
 		if _, err := os.Stat(filepath.Join(dir, "results", "e2e", l.Job, "result.json")); err != nil {
 			t.Errorf("%s: %v", l.Job, err)

@@ -58,7 +58,7 @@ func newRootCmd() *cobra.Command {
 	for _, f := range subcommands {
 		root.AddCommand(f(g))
 	}
-	root.Version = node.Version
+	root.Version = node.FullVersion()
 	root.SilenceUsage = true
 	root.SilenceErrors = true
 	return root

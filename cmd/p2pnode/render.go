@@ -119,7 +119,7 @@ func (v *seriesView) summary() int {
 		return failed
 	}
 	tw := tabwriter.NewWriter(v.out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "JOB\tWORKER\tPATH\tRUN\tTOTAL\tTRIES\tRESULT")
+	fmt.Fprintln(tw, "JOB\tPARAMS\tWORKER\tPATH\tRUN\tTOTAL\tTRIES\tRESULT")
 	for _, l := range v.lines {
 		res := l.Stdout
 		if l.Status != "done" {
@@ -132,7 +132,8 @@ func (v *seriesView) summary() int {
 		if path == "" {
 			path = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2fs\t%.2fs\t%d\t%s\n", l.Job, v.short(l.Worker), path, float64(l.RunMs)/1000, l.Seconds, l.Attempts, strings.TrimSpace(res))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.2fs\t%.2fs\t%d\t%s\n", l.Job, paramsText(l.Params), v.short(l.Worker), path,
+			float64(l.RunMs)/1000, l.Seconds, l.Attempts, strings.TrimSpace(res))
 	}
 	tw.Flush()
 	per := map[string]int{}
@@ -171,4 +172,26 @@ func (v *seriesView) summary() int {
 			strings.Join(via, ", "), paths["direct"], paths["relayed"], v.done.Results)
 	}
 	return failed
+}
+
+// paramsText is a job's parameters for the table: "samples=1000 seed=17",
+// by name; "-" for a series without params.
+func paramsText(p map[string]string) string {
+	if len(p) == 0 {
+		return "-"
+	}
+	keys := make([]string, 0, len(p))
+	for k := range p {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + p[k]
+	}
+	s := strings.Join(parts, " ")
+	if len(s) > 40 {
+		s = s[:37] + "..."
+	}
+	return s
 }

@@ -28,6 +28,12 @@ type Backend interface {
 	Ledger() Ledger // nil when the node keeps no ledger (ledger.go)
 }
 
+// Observer is a Backend that also follows the series it runs (the node's
+// live view); optional.
+type Observer interface {
+	ObserveSeries(runner.Message)
+}
+
 // Server serves the API on a unix socket.
 type Server struct {
 	srv  *http.Server
@@ -80,7 +86,11 @@ func serveSeries(w http.ResponseWriter, r *http.Request, b Backend) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	enc := json.NewEncoder(w)
 	fl, _ := w.(http.Flusher)
+	obs, _ := b.(Observer)
 	emit := func(m runner.Message) {
+		if obs != nil {
+			obs.ObserveSeries(m)
+		}
 		_ = enc.Encode(m)
 		if fl != nil {
 			fl.Flush()

@@ -108,6 +108,20 @@ func (s *Service) Workers() int {
 	return s.reg.Len()
 }
 
+// Registered copies the live registrations, for a node's live view.
+func (s *Service) Registered() []Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Record, 0, s.reg.Len())
+	for _, r := range s.reg.workers {
+		out = append(out, Record{ID: r.ID, Req: proto.Clone(r.Req).(*pb.RegisterRequest), Expires: r.Expires})
+	}
+	return out
+}
+
+// TTL is how long a registration lives after its last heartbeat.
+func (s *Service) TTL() time.Duration { return s.reg.ttl }
+
 func (s *Service) expireLoop() {
 	defer s.wg.Done()
 	t := time.NewTicker(max(s.cfg.ttl/4, 50*time.Millisecond))

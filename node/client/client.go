@@ -132,6 +132,7 @@ type Series struct {
 // Job is one job of a series.
 type Job struct {
 	ID      string
+	Params  map[string]string // the sweep's values for this job (param name -> value); for results only
 	Args    []string
 	Env     map[string]string
 	Stdin   []byte

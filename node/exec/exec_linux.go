@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	osexec "os/exec"
 	"os/user"
@@ -377,6 +378,10 @@ func (e *Exec) Run(ctx context.Context, job Job) (Result, error) {
 		res.Duration = time.Since(start)
 		return res, err
 	}
+	if name := undeclaredFile(dir, &job); name != "" {
+		res.Duration = time.Since(start)
+		return res, undeclaredErr(name)
+	}
 	res.Outputs, err = collectOutputs(dir, job.Outputs, budget.left, res.ExitCode)
 	res.Duration = time.Since(start)
 	return res, err
@@ -563,4 +568,31 @@ func overQuota(dir string, maxBytes int64, maxFiles int) bool {
 		return nil
 	})
 	return bytes > maxBytes || files > maxFiles+1
+}
+
+// undeclaredFile names a file the program left in dir that is neither an
+// input nor a declared output ("" if none): a native program cannot be
+// stopped at the write, as a WASM guest is (outputGuard), so it is caught
+// after the run, with the same message.
+func undeclaredFile(dir string, job *Job) string {
+	known := map[string]bool{}
+	for _, f := range job.Inputs {
+		known[f.Name] = true
+	}
+	for _, o := range job.Outputs {
+		known[o] = true
+	}
+	var found string
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		rel, rerr := filepath.Rel(dir, p)
+		if rerr == nil && !known[filepath.ToSlash(rel)] {
+			found = filepath.ToSlash(rel)
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	return found
 }

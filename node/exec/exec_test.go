@@ -298,3 +298,19 @@ func TestExecHardLinkedOutputRefused(t *testing.T) {
 		t.Fatalf("%v, want JOB_OUTPUT_MISSING", err)
 	}
 }
+
+// TestExecUndeclaredOutput: a native program that leaves a file it did not
+// declare fails with the message the WASM executor gives: the file's name
+// and the outputs: key.
+func TestExecUndeclaredOutput(t *testing.T) {
+	e := newTestExec(t)
+	_, err := e.Run(context.Background(), Job{
+		Args:    []string{"cp", "a.txt", "stray.txt"},
+		Inputs:  []File{{Name: "a.txt", Data: []byte("x")}},
+		Outputs: []string{"out.txt"},
+	})
+	if !errors.Is(err, protocols.Code(pb.ErrorCode_BAD_REQUEST)) || !strings.Contains(err.Error(), `"stray.txt"`) ||
+		!strings.Contains(err.Error(), "outputs:") {
+		t.Fatalf("err %v, want one naming stray.txt and outputs:", err)
+	}
+}

@@ -3,10 +3,15 @@ package exec
 import (
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
+	"sync"
 
 	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
 	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/p2pjobs/p2pnode/protocols"
+	"github.com/p2pjobs/p2pnode/protocols/pb"
 )
 
 // sandboxFS wraps wazero's directory file system so a guest stays inside its
@@ -104,4 +109,54 @@ func (s sandboxFS) Utimens(p string, atim, mtim int64) experimentalsys.Errno {
 		return experimentalsys.EPERM
 	}
 	return s.FS.Utimens(p, atim, mtim)
+}
+
+// outputGuard refuses, and remembers, the guest's first attempt to open
+// for writing a file the job did not declare as an output. Without it a
+// job that declared nothing had no directory at all, and its write failed
+// with a bare "Bad file number" (EBADF, no preopened directory); with
+// inputs, an undeclared file was written and silently dropped. The job
+// fails with a message naming the file and the series' outputs: key
+// (undeclaredErr).
+type outputGuard struct {
+	experimentalsys.FS
+	declared []string
+
+	mu         sync.Mutex
+	undeclared string // guarded by mu: the first undeclared file written
+}
+
+func isWrite(flag experimentalsys.Oflag) bool {
+	return flag&(experimentalsys.O_WRONLY|experimentalsys.O_RDWR|experimentalsys.O_CREAT|experimentalsys.O_TRUNC|experimentalsys.O_APPEND) != 0
+}
+
+func (g *outputGuard) OpenFile(p string, flag experimentalsys.Oflag, perm fs.FileMode) (experimentalsys.File, experimentalsys.Errno) {
+	if isWrite(flag) && flag&experimentalsys.O_DIRECTORY == 0 {
+		name := path.Clean(strings.TrimPrefix(p, "/"))
+		if !slices.Contains(g.declared, name) {
+			g.mu.Lock()
+			if g.undeclared == "" {
+				g.undeclared = name
+			}
+			g.mu.Unlock()
+			return nil, experimentalsys.EACCES
+		}
+	}
+	return g.FS.OpenFile(p, flag, perm)
+}
+
+// undeclaredErr is the job's error when the guest wrote an undeclared
+// file, nil otherwise.
+func (g *outputGuard) undeclaredErr() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.undeclared == "" {
+		return nil
+	}
+	return undeclaredErr(g.undeclared)
+}
+
+func undeclaredErr(name string) error {
+	return protocols.Errorf(pb.ErrorCode_BAD_REQUEST,
+		"exec: the job wrote %q, a file its series does not declare: add it to the series' outputs: (outputs: [%s])", name, name)
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"embed"
 	"errors"
 	"fmt"
 	"maps"
@@ -319,6 +320,10 @@ func (w *Wasm) Run(ctx context.Context, job Job) (Result, error) {
 	}
 	var dir string
 	var quota *diskQuota
+	// A job without files still gets an (empty, read-only, in-memory) root,
+	// so that a write there is refused by the guard and explained, not met
+	// with EBADF for want of any directory.
+	guard := &outputGuard{FS: &sysfs.ReadFS{FS: &sysfs.AdaptFS{FS: embed.FS{}}}, declared: job.Outputs}
 	if len(job.Inputs) > 0 || len(job.Outputs) > 0 {
 		if err := checkInputsFit(&job); err != nil {
 			return Result{}, err
@@ -329,9 +334,9 @@ func (w *Wasm) Run(ctx context.Context, job Job) (Result, error) {
 		defer removeDir(dir)
 		b, n := inputUsage(&job)
 		quota = &diskQuota{cancel: cancel, maxBytes: int64(min(job.DiskBytes, 1<<62)), maxFiles: job.MaxFiles, bytes: b, files: n}
-		cfg = cfg.WithFSConfig(wazero.NewFSConfig().(sysfs.FSConfig).
-			WithSysFSMount(quotaFS{FS: sandboxFS{sysfs.DirFS(dir)}, q: quota}, "/"))
+		guard.FS = quotaFS{FS: sandboxFS{sysfs.DirFS(dir)}, q: quota}
 	}
+	cfg = cfg.WithFSConfig(wazero.NewFSConfig().(sysfs.FSConfig).WithSysFSMount(guard, "/"))
 
 	alloc := &capAllocator{limit: memLimit}
 	exitCode, runErr := w.instantiateAndStart(experimental.WithMemoryAllocator(runCtx, alloc), m.compiled, cfg, alloc)
@@ -352,6 +357,10 @@ func (w *Wasm) Run(ctx context.Context, job Job) (Result, error) {
 		res.Duration = time.Since(start)
 		return res, protocols.Errorf(pb.ErrorCode_JOB_MEMORY,
 			"exec: the guest tried to grow its memory past the cap of %d bytes", memLimit)
+	case guard.undeclaredErr() != nil:
+		// Before a trap: a guest whose write was refused often panics.
+		res.Duration = time.Since(start)
+		return res, guard.undeclaredErr()
 	case runErr != nil:
 		res.Duration = time.Since(start)
 		return res, protocols.Errorf(pb.ErrorCode_JOB_TRAP, "exec: %s", firstLine(runErr.Error()))

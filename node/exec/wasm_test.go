@@ -150,8 +150,30 @@ func TestBadJobs(t *testing.T) {
 		wantCode(t, err, pb.ErrorCode_JOB_OUTPUT_TOO_LARGE)
 	})
 	t.Run("missing output", func(t *testing.T) {
-		_, err := w.Run(ctx, Job{ModuleHash: pi, Args: []string{"-samples", "10"}, Outputs: []string{"other.json"}})
+		_, err := w.Run(ctx, Job{ModuleHash: pi, Args: []string{"-samples", "10", "-out", ""}, Outputs: []string{"other.json"}})
 		wantCode(t, err, pb.ErrorCode_JOB_OUTPUT_MISSING)
+	})
+	t.Run("undeclared output", func(t *testing.T) {
+		// pi writes result.json: with no files at all (no directory was
+		// mounted: the write met EBADF, "Bad file number"), beside an input,
+		// and beside another declared output. Each names the file and the
+		// outputs: key.
+		for _, job := range []Job{
+			{ModuleHash: pi, Args: []string{"-samples", "10"}},
+			{ModuleHash: pi, Args: []string{"-samples", "10"}, Inputs: []File{{Name: "in.txt", Data: []byte("x")}}},
+			{ModuleHash: pi, Args: []string{"-samples", "10"}, Outputs: []string{"other.json"}},
+		} {
+			_, err := w.Run(ctx, job)
+			wantCode(t, err, pb.ErrorCode_BAD_REQUEST)
+			if msg := err.Error(); !strings.Contains(msg, `"result.json"`) || !strings.Contains(msg, "outputs:") {
+				t.Fatalf("message %q names neither the file nor outputs:", msg)
+			}
+		}
+		// Declared, the same write is collected.
+		res, err := w.Run(ctx, Job{ModuleHash: pi, Args: []string{"-samples", "10"}, Outputs: []string{"result.json"}})
+		if err != nil || len(res.Outputs) != 1 {
+			t.Fatalf("declared: res %+v, err %v", res, err)
+		}
 	})
 	t.Run("unknown module", func(t *testing.T) {
 		_, err := w.Run(ctx, Job{ModuleHash: [32]byte{1}})

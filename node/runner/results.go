@@ -18,25 +18,47 @@ import (
 type ResultWriter struct {
 	dir string
 
+	params map[string]map[string]string // job ID -> its sweep values (SetParams); read-only after
+
 	mu      sync.Mutex // guards summary
 	summary *os.File
 	enc     *json.Encoder
 }
 
+// SetParams tells the writer each job's parameters, which then go into its
+// summary line and results/<series>/<job>/params.json. Call it before the
+// first Write.
+func (w *ResultWriter) SetParams(jobs []client.Job) {
+	w.params = make(map[string]map[string]string, len(jobs))
+	for _, j := range jobs {
+		if len(j.Params) > 0 {
+			w.params[j.ID] = j.Params
+		}
+	}
+}
+
+// Line is Line(o) with the job's parameters.
+func (w *ResultWriter) Line(o client.Outcome) SummaryLine {
+	l := Line(o)
+	l.Params = w.params[o.ID]
+	return l
+}
+
 // SummaryLine is one line of summary.jsonl.
 type SummaryLine struct {
-	Job      string  `json:"job"`
-	Status   string  `json:"status"` // done | failed
-	Worker   string  `json:"worker,omitempty"`
-	Attempts int     `json:"attempts"`
-	Seconds  float64 `json:"seconds"`          // from first dispatch to outcome, queueing included
-	RunMs    uint32  `json:"run_ms,omitempty"` // the worker's own run time
-	Exit     int32   `json:"exit"`
-	Price    uint64  `json:"price,omitempty"`
-	Error    string  `json:"error,omitempty"`
-	Stdout   string  `json:"stdout,omitempty"` // first line, for the table
-	Path     string  `json:"path,omitempty"`   // direct | relayed: how the result travelled
-	Route    string  `json:"route,omitempty"`  // how the worker was found: authority | dht | flood
+	Job      string            `json:"job"`
+	Params   map[string]string `json:"params,omitempty"` // the job's sweep values, e.g. {"seed": "17"}
+	Status   string            `json:"status"`           // done | failed
+	Worker   string            `json:"worker,omitempty"`
+	Attempts int               `json:"attempts"`
+	Seconds  float64           `json:"seconds"`          // from first dispatch to outcome, queueing included
+	RunMs    uint32            `json:"run_ms,omitempty"` // the worker's own run time
+	Exit     int32             `json:"exit"`
+	Price    uint64            `json:"price,omitempty"`
+	Error    string            `json:"error,omitempty"`
+	Stdout   string            `json:"stdout,omitempty"` // first line, for the table
+	Path     string            `json:"path,omitempty"`   // direct | relayed: how the result travelled
+	Route    string            `json:"route,omitempty"`  // how the worker was found: authority | dht | flood
 }
 
 // NewResultWriter creates dir and the summary file (truncated: a re-run of
@@ -100,8 +122,13 @@ func Line(o client.Outcome) SummaryLine {
 // Write stores one outcome.
 func (w *ResultWriter) Write(o client.Outcome) error {
 	var errs []error
+	jd := filepath.Join(w.dir, o.ID)
+	if p := w.params[o.ID]; p != nil {
+		// Failed jobs too: which values failed is what the user asks next.
+		b, _ := json.MarshalIndent(p, "", "  ")
+		errs = append(errs, os.MkdirAll(jd, 0o755), os.WriteFile(filepath.Join(jd, "params.json"), append(b, '\n'), 0o644))
+	}
 	if o.Result != nil {
-		jd := filepath.Join(w.dir, o.ID)
 		if err := os.MkdirAll(jd, 0o755); err != nil {
 			return fmt.Errorf("runner: results: %w", err)
 		}
@@ -120,7 +147,7 @@ func (w *ResultWriter) Write(o client.Outcome) error {
 		}
 	}
 	w.mu.Lock()
-	errs = append(errs, w.enc.Encode(Line(o)))
+	errs = append(errs, w.enc.Encode(w.Line(o)))
 	w.mu.Unlock()
 	return errors.Join(errs...)
 }

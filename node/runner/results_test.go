@@ -1,9 +1,11 @@
 package runner
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/p2pjobs/p2pnode/node/client"
@@ -48,5 +50,45 @@ func TestJournalResume(t *testing.T) {
 	}
 	if done, _ = Journal(t.TempDir(), nil); len(done) != 0 {
 		t.Fatalf("empty dir: %v", done)
+	}
+}
+
+// TestResultParams: each job's sweep values go into its summary line and
+// its params.json, for failed jobs too.
+func TestResultParams(t *testing.T) {
+	dir := t.TempDir()
+	w, err := NewResultWriter(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.SetParams([]client.Job{{ID: "job-1", Params: map[string]string{"seed": "17", "samples": "1000"}},
+		{ID: "job-2", Params: map[string]string{"seed": "18", "samples": "1000"}}})
+	if err := w.Write(client.Outcome{ID: "job-1", Result: &pb.JobResult{Stdout: []byte("ok\n")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(client.Outcome{ID: "job-2", Err: errors.New("trap")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "summary.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"params":{"samples":"1000","seed":"17"}`) ||
+		!strings.Contains(lines[1], `"params":{"samples":"1000","seed":"18"}`) {
+		t.Fatalf("summary.jsonl:\n%s", data)
+	}
+	for job, seed := range map[string]string{"job-1": "17", "job-2": "18"} {
+		b, err := os.ReadFile(filepath.Join(dir, job, "params.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p map[string]string
+		if err := json.Unmarshal(b, &p); err != nil || p["seed"] != seed || p["samples"] != "1000" {
+			t.Fatalf("%s/params.json = %s (%v)", job, b, err)
+		}
 	}
 }

@@ -125,6 +125,7 @@ func RunSpec(ctx context.Context, c *client.Client, req SubmitRequest, builtins 
 	if err != nil {
 		return nil, err
 	}
+	rw.SetParams(s.Jobs)
 	sl, err := openSent(dir, req.Resume)
 	if err != nil {
 		_ = rw.Close()
@@ -140,7 +141,7 @@ func RunSpec(ctx context.Context, c *client.Client, req SubmitRequest, builtins 
 		},
 		OnOutcome: func(o client.Outcome) {
 			werr = errors.Join(werr, rw.Write(o))
-			l := Line(o)
+			l := rw.Line(o)
 			emit(Message{Kind: "outcome", Outcome: &l})
 		},
 	})

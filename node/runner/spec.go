@@ -64,7 +64,7 @@ func FromSpec(spec *series.Spec, builtins map[string][]byte) (*client.Series, er
 	}
 	cache := map[string][]byte{} // inputs shared by all jobs are read once
 	for i, j := range jobs {
-		job := client.Job{ID: j.ID, Args: j.Args, Env: j.Env, Stdin: stdin, Outputs: spec.Outputs}
+		job := client.Job{ID: j.ID, Params: j.Params, Args: j.Args, Env: j.Env, Stdin: stdin, Outputs: spec.Outputs}
 		for _, p := range j.InputPaths {
 			data, ok := cache[p]
 			if !ok {

@@ -12,6 +12,7 @@
 //	name: pi-sweep              # [a-z0-9._-], 1..64; Load defaults it to the file's base name
 //	module: pi.wasm             # relative to the spec file, or builtin:<name>
 //	executor: wasm              # wasm (default) | exec
+//	program: convert            # exec only, instead of module: a name in the workers' worker.exec_allow
 //	args: ["-seed", "{seed}"]   # quote braces inside flow lists: {..} is YAML
 //	env: {MODE: fast}
 //	stdin: ""                   # or stdin_file: path

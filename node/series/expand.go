@@ -10,7 +10,7 @@ type Job struct {
 	Index      int               // 0-based position in the sweep
 	ID         string            // "job-1", "job-01", "job-0001", ...: 1-based, zero-padded to the width of the count
 	Params     map[string]string // param name -> value
-	Args       []string          // args with placeholders substituted
+	Args       []string          // args with placeholders substituted; an exec series' program first
 	Env        map[string]string // env with placeholders substituted
 	InputPaths []string          // inputs with placeholders substituted, resolved against Spec.Dir
 }
@@ -58,10 +58,15 @@ func (s *Spec) Expand() ([]Job, error) {
 			vals[p.Name] = p.Values[idx[k]]
 		}
 		j := Job{Index: i, ID: fmt.Sprintf("job-%0*d", width, i+1), Params: vals}
-		if len(t.args) > 0 {
-			j.Args = make([]string, len(t.args))
-			for k, a := range t.args {
-				j.Args[k] = a.expand(vals)
+		if len(t.args) > 0 || s.Program != "" {
+			// The exec executor takes the program's name as the first
+			// argument (protocols: Job.args[0]), as argv[0].
+			j.Args = make([]string, 0, len(t.args)+1)
+			if s.Program != "" {
+				j.Args = append(j.Args, s.Program)
+			}
+			for _, a := range t.args {
+				j.Args = append(j.Args, a.expand(vals))
 			}
 		}
 		if len(t.env) > 0 {

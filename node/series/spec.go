@@ -34,7 +34,8 @@ const (
 // resolve them against Dir with Path.
 type Spec struct {
 	Name      string
-	Module    string // a path relative to Dir, or "builtin:<name>"
+	Module    string // wasm: a path relative to Dir, or "builtin:<name>"
+	Program   string // exec: the name of a program in the workers' allowlist (worker.exec_allow)
 	Executor  string // "wasm" or "exec"
 	Args      []string
 	Env       map[string]string
@@ -126,11 +127,21 @@ func parse(data []byte, dir, defaultName string) (*Spec, error) {
 		}
 		s.Name = defaultName
 	}
-	if _, ok := fields["module"]; !ok {
-		return nil, fieldErr("module", 0, "required")
-	}
-	if strings.HasPrefix(s.Module, BuiltinPrefix) && s.Executor != "wasm" {
+	// A wasm series runs a module; an exec series runs a program the
+	// workers' operators allow-listed, and has no module to send.
+	_, hasModule := fields["module"]
+	_, hasProgram := fields["program"]
+	switch {
+	case s.Executor == "exec" && !hasProgram:
+		return nil, fieldErr("program", 0, "required with executor exec (a name from the workers' worker.exec_allow)")
+	case s.Executor == "exec" && strings.HasPrefix(s.Module, BuiltinPrefix):
 		return nil, fieldErr("module", fields["module"].line, "builtin modules need executor wasm")
+	case s.Executor == "exec" && hasModule:
+		return nil, fieldErr("module", fields["module"].line, "executor exec runs its program: and takes no module")
+	case s.Executor != "exec" && hasProgram:
+		return nil, fieldErr("program", fields["program"].line, "program: is for executor exec; a wasm series names its module:")
+	case s.Executor != "exec" && !hasModule:
+		return nil, fieldErr("module", 0, "required")
 	}
 	if s.Stdin != "" && s.StdinFile != "" {
 		return nil, fieldErr("stdin_file", fields["stdin_file"].line, "stdin and stdin_file are exclusive")
@@ -166,6 +177,13 @@ func (s *Spec) setField(e kv) error {
 			return err
 		}
 		if err := checkModule(s.Module); err != nil {
+			return &Error{Field: f, Line: e.line, Err: err}
+		}
+	case "program":
+		if s.Program, err = stringVal(f, n); err != nil {
+			return err
+		}
+		if err := checkProgram(s.Program); err != nil {
 			return &Error{Field: f, Line: e.line, Err: err}
 		}
 	case "executor":
@@ -422,6 +440,23 @@ func checkName(n string) error {
 	for _, c := range n {
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
 			return fmt.Errorf("%q: only a-z, 0-9, '.', '_' and '-' are allowed", n)
+		}
+	}
+	return nil
+}
+
+// checkProgram checks an exec program name: a key of the workers'
+// allowlist, never a path (the worker maps names to paths).
+func checkProgram(p string) error {
+	if p == "" {
+		return errors.New("must not be empty")
+	}
+	if len(p) > MaxNameLen {
+		return fmt.Errorf("longer than %d characters", MaxNameLen)
+	}
+	for _, c := range p {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') || p == "." || p == ".." {
+			return fmt.Errorf("%q is not a program name (a name from the workers' worker.exec_allow: letters, digits, '.', '_', '-')", p)
 		}
 	}
 	return nil

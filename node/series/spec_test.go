@@ -146,7 +146,12 @@ func TestParseErrors(t *testing.T) {
 		{"dot name", "name: ..\nmodule: m\n", "name", 1, "not a valid name", ErrInvalid},
 		{"no module", "name: x\n", "module", 0, "required", ErrInvalid},
 		{"empty builtin", "name: x\nmodule: 'builtin:'\n", "module", 2, "needs a name", ErrInvalid},
-		{"builtin exec", "name: x\nmodule: builtin:pi\nexecutor: exec\n", "module", 2, "executor wasm", ErrInvalid},
+		{"builtin exec", "name: x\nmodule: builtin:pi\nexecutor: exec\nprogram: p\n", "module", 2, "executor wasm", ErrInvalid},
+		{"exec without program", "name: x\nexecutor: exec\n", "program", 0, "required with executor exec", ErrInvalid},
+		{"exec with module", "name: x\nmodule: m.wasm\nexecutor: exec\nprogram: p\n", "module", 2, "takes no module", ErrInvalid},
+		{"program for wasm", base + "program: p\n", "program", 3, "for executor exec", ErrInvalid},
+		{"program path", "name: x\nexecutor: exec\nprogram: /bin/sh\n", "program", 3, "not a program name", ErrInvalid},
+		{"program dotdot", "name: x\nexecutor: exec\nprogram: ..\n", "program", 3, "not a program name", ErrInvalid},
 		{"bad executor", base + "executor: docker\n", "executor", 3, "not an executor", ErrInvalid},
 		{"name wrong type", "name: [a]\nmodule: m\n", "name", 1, "want a string, got a list", ErrInvalid},
 		{"args not list", base + "args: -v\n", "args", 3, "want a list", ErrInvalid},
@@ -350,4 +355,31 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Expand: %d jobs, %v; JobCount %d", len(jobs), err, n)
 		}
 	})
+}
+
+// TestExecProgram: an exec series names its program with program: and
+// needs no module; each job's arguments start with the program's name,
+// which is how the exec executor receives it.
+func TestExecProgram(t *testing.T) {
+	s, err := Parse([]byte("name: conv\nexecutor: exec\nprogram: convert\nargs: ['{n}', out.txt]\nparams: {n: [1, 2]}\n"), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Program != "convert" || s.Module != "" {
+		t.Fatalf("Program %q Module %q", s.Program, s.Module)
+	}
+	jobs, err := s.Expand()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(jobs[1].Args, " "); got != "convert 2 out.txt" {
+		t.Fatalf("job 2 args = %q, want %q", got, "convert 2 out.txt")
+	}
+	s, err = Parse([]byte("name: conv\nexecutor: exec\nprogram: date\n"), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jobs, _ := s.Expand(); len(jobs) != 1 || strings.Join(jobs[0].Args, " ") != "date" {
+		t.Fatalf("args without args: = %v", jobs[0].Args)
+	}
 }

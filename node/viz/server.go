@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -34,6 +35,10 @@ type Options struct {
 	Poll    time.Duration // DefaultPoll when zero; negative disables following
 	// Logf reports problems reading logs (nil: silent).
 	Logf func(format string, args ...any)
+	// State, when set, is a running node's own state (node.Live), served
+	// as /api/node: the page then shows it beside the replay of the node's
+	// log (p2pnode --http).
+	State func() any
 }
 
 // Server serves the visualiser over one merged, growing index.
@@ -103,8 +108,15 @@ func StartOptions(ctx context.Context, o Options) (*Server, error) {
 	mux.HandleFunc("GET /api/events", s.handleEvents)
 	mux.HandleFunc("GET /api/stream", s.handleStream)
 	mux.HandleFunc("GET /api/state", s.handleState)
+	mux.HandleFunc("GET /api/node", func(w http.ResponseWriter, r *http.Request) {
+		if o.State == nil {
+			http.NotFound(w, r) // a replay of logs: no node behind the page
+			return
+		}
+		writeJSON(w, o.State())
+	})
 	s.srv = &http.Server{
-		Handler:           mux,
+		Handler:           hostCheck(mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
@@ -369,4 +381,23 @@ func writeJSON(w http.ResponseWriter, v any) {
 	if err := json.NewEncoder(w).Encode(v); err != nil {
 		return // client gone
 	}
+}
+
+// hostCheck refuses requests whose Host is a name other than localhost: a
+// web page the operator visits could otherwise rebind its own DNS name to
+// 127.0.0.1 and read the node's state and logs (DNS rebinding). Browsers
+// send the address typed, so IP literals and localhost are what a real
+// visit uses.
+func hostCheck(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		if host != "localhost" && net.ParseIP(strings.Trim(host, "[]")) == nil {
+			http.Error(w, "viz: open this page by IP address or localhost", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

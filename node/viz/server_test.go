@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -216,3 +217,19 @@ func TestStartErrors(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestHostCheck: a request naming the server by a DNS name other than
+// localhost (a rebinding page) is refused; by IP or localhost it is served.
+func TestHostCheck(t *testing.T) {
+	h := hostCheck(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	for host, want := range map[string]int{"127.0.0.1:8080": 200, "localhost:8080": 200, "[::1]:8080": 200,
+		"evil.example:8080": 403, "evil.example": 403} {
+		r := httptest.NewRequest("GET", "/api/node", nil)
+		r.Host = host
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != want {
+			t.Errorf("Host %s: %d, want %d", host, w.Code, want)
+		}
+	}
+}
