@@ -343,10 +343,12 @@ func (s *Service) Rebuild(ctx context.Context) int {
 	s.mu.Lock()
 	current := slices.Clone(s.out)
 	now := s.o.now()
+	var expired []peer.ID
 	for p, until := range s.in {
 		if now.After(until) {
 			delete(s.in, p)
 			s.h.ConnManager().Unprotect(p, tagIn)
+			expired = append(expired, p)
 		}
 	}
 	probes := PickProbes(s.h.ID(), current, sample, max(s.o.probes, degree), s.rng)
@@ -417,7 +419,13 @@ func (s *Service) Rebuild(ctx context.Context) int {
 	s.out = kept
 	s.emitLocked()
 	n := len(s.neighboursLocked())
-	drop := s.unusedLocked(append(probes, removed...))
+	// A neighbour dropped either way (we left it, or it stopped
+	// refreshing its link to us) was the overlay's connection, whoever
+	// dialled it.
+	for _, p := range append(removed, expired...) {
+		s.owned[p] = true
+	}
+	drop := s.unusedLocked(append(append(probes, removed...), expired...))
 	s.mu.Unlock()
 	for _, p := range drop {
 		_ = s.h.Network().ClosePeer(p)
