@@ -74,8 +74,10 @@ func defaultDataDir() string {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	stopProfiles := startProfiles() // profile.go
 	err := newRootCmd().ExecuteContext(ctx)
 	stop()
+	stopProfiles()
 	os.Exit(exitCode(err))
 }
 
