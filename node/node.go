@@ -148,6 +148,14 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 		}
 	}()
 	h.Network().Notify(n.connNotifiee())
+	// The connections to authorities (registration, discovery, relay,
+	// ledger) are worth more than a DHT peer's when the connection manager
+	// trims: tagged, not protected, since learned authorities may be anyone.
+	tagAuthority := func(a peer.AddrInfo) { h.ConnManager().TagPeer(a.ID, "p2pjobs-authority", 100) }
+	book.subscribe(tagAuthority)
+	for _, a := range book.list() {
+		tagAuthority(a)
+	}
 	if err := n.watchHost(); err != nil {
 		return nil, err
 	}
