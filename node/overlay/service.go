@@ -323,6 +323,7 @@ var linkX = protocols.Exchange{Max: protocols.MaxOverlayMsg, Timeout: protocols.
 func (s *Service) Rebuild(ctx context.Context) int {
 	s.rebuildMu.Lock()
 	defer s.rebuildMu.Unlock()
+	roundStart := time.Now()
 	degree := s.degree()
 	var sample []peer.ID
 	if s.o.sampler != nil {
@@ -425,7 +426,7 @@ func (s *Service) Rebuild(ctx context.Context) int {
 	for _, p := range append(removed, expired...) {
 		s.owned[p] = true
 	}
-	drop := s.unusedLocked(append(append(probes, removed...), expired...))
+	drop := s.unusedLocked(append(append(probes, removed...), expired...), roundStart)
 	s.mu.Unlock()
 	for _, p := range drop {
 		_ = s.h.Network().ClosePeer(p)
@@ -436,11 +437,14 @@ func (s *Service) Rebuild(ctx context.Context) int {
 
 // unusedLocked returns the peers of ps whose connection the overlay opened
 // and no longer needs: neither neighbour kind, protected by nobody, and
-// carrying no stream of another protocol. It forgets them as owned.
-func (s *Service) unusedLocked(ps []peer.ID) []peer.ID {
+// carrying no stream of another protocol. It forgets them as owned. The
+// overlay opened a connection when there was none before its probe, or
+// when it dialled it during this round (since): a probe can find a
+// connection that the other end is closing, and its JOIN then dials anew.
+func (s *Service) unusedLocked(ps []peer.ID, since time.Time) []peer.ID {
 	var drop []peer.ID
 	for _, p := range ps {
-		if !s.owned[p] || slices.Contains(s.out, p) {
+		if (!s.owned[p] && !s.dialledSince(p, since)) || slices.Contains(s.out, p) {
 			continue
 		}
 		if _, in := s.in[p]; in || s.h.ConnManager().IsProtected(p, "") || s.busy(p) {
@@ -450,6 +454,18 @@ func (s *Service) unusedLocked(ps []peer.ID) []peer.ID {
 		drop = append(drop, p)
 	}
 	return drop
+}
+
+// dialledSince says whether every connection to p is one this host dialled
+// after since.
+func (s *Service) dialledSince(p peer.ID, since time.Time) bool {
+	conns := s.h.Network().ConnsToPeer(p)
+	for _, c := range conns {
+		if st := c.Stat(); st.Direction != network.DirOutbound || st.Opened.Before(since) {
+			return false
+		}
+	}
+	return len(conns) > 0
 }
 
 // busy says whether some connection to p carries a stream other than the
