@@ -48,10 +48,11 @@ func limitsFor(cfg *Config) hostLimits {
 	}
 	// A worker needs its overlay neighbours (protected, at most three times
 	// the degree), its authorities (tagged), the clients it serves (their
-	// job streams keep them above idle peers when the manager trims) and
-	// some DHT peers. Without a lower mark, DHT lookups left a connection to
-	// nearly every worker of the network open: cost that grew with it.
-	return hostLimits{connLow: 32, connHigh: 64, conns: 1024, streams: 8192}
+	// open job streams keep them above idle peers when the manager trims)
+	// and a few DHT peers (dhtHost: tagged, not protected). Without these
+	// marks, DHT lookups left a connection to nearly every worker of the
+	// network open: a cost that grew with the network.
+	return hostLimits{connLow: 16, connHigh: 32, conns: 1024, streams: 8192}
 }
 
 // hostOptions builds the libp2p options for cfg. Authorities (the

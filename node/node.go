@@ -163,7 +163,7 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 
 	// dht.go: who serves the DHT, and how the worker fallback survives
 	// the authorities. Bootstrap from every authority known, learned ones too.
-	n.DHT, err = dht.New(h, dht.ProtocolPrefix(protocols.DHTPrefix), dht.Mode(dhtMode(&cfg, auths)),
+	n.DHT, err = dht.New(dhtHost{h}, dht.ProtocolPrefix(protocols.DHTPrefix), dht.Mode(dhtMode(&cfg, auths)),
 		dht.BootstrapPeersFunc(book.list))
 	if err != nil {
 		return nil, fmt.Errorf("node: dht: %w", err)

@@ -52,6 +52,8 @@ type ScaleRow struct {
 	IdleCPUAuthority   float64
 	RSSMiBMedian       float64 // at the end of the idle window
 	RSSMiBMax          float64
+	AnonMiBMedian      float64 // RssAnon: the worker's private memory, without the executable's shared pages
+	PSSMiBMedian       float64 // proportional set size: shared pages divided among the processes sharing them
 	PeakRSSMiBMedian   float64 // VmHWM, whole run
 	ConnsMaxWorker     int
 	ConnsMeanWorker    float64
@@ -66,6 +68,8 @@ type ScaleRow struct {
 type procSample struct {
 	cpuTicks int64
 	rssKiB   int64
+	anonKiB  int64
+	pssKiB   int64
 	hwmKiB   int64
 	conns    int
 }
@@ -95,10 +99,10 @@ func runScale(ctx context.Context, g *globalOptions, o *benchOptions, cmd *cobra
 		return json.NewEncoder(out).Encode(rows)
 	}
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "WORKERS\tSLOTS\tIDLE CPU/WORKER\t(MAX)\tAUTHORITY CPU\tRSS/WORKER (MEDIAN, MAX)\tPEAK RSS MEDIAN\tCONNS/WORKER (MAX, MEAN)\tAUTHORITY CONNS\tJOBS/S\n")
+	fmt.Fprintf(tw, "WORKERS\tSLOTS\tIDLE CPU/WORKER\t(MAX)\tAUTHORITY CPU\tRSS/WORKER (MEDIAN, MAX)\tPRIVATE (ANON)\tPSS\tPEAK RSS MEDIAN\tCONNS/WORKER (MAX, MEAN)\tAUTHORITY CONNS\tJOBS/S\n")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%d\t%d\t%.2f%%\t%.2f%%\t%.1f%%\t%.1f, %.1f MiB\t%.1f MiB\t%d, %.1f\t%d\t%.0f\n", r.Workers, r.Slots,
-			r.IdleCPUPerWorker, r.IdleCPUMaxWorker, r.IdleCPUAuthority, r.RSSMiBMedian, r.RSSMiBMax, r.PeakRSSMiBMedian,
+		fmt.Fprintf(tw, "%d\t%d\t%.2f%%\t%.2f%%\t%.1f%%\t%.1f, %.1f MiB\t%.1f MiB\t%.1f MiB\t%.1f MiB\t%d, %.1f\t%d\t%.0f\n", r.Workers, r.Slots,
+			r.IdleCPUPerWorker, r.IdleCPUMaxWorker, r.IdleCPUAuthority, r.RSSMiBMedian, r.RSSMiBMax, r.AnonMiBMedian, r.PSSMiBMedian, r.PeakRSSMiBMedian,
 			r.ConnsMaxWorker, r.ConnsMeanWorker, r.ConnsAuthority, r.JobsPerSec)
 	}
 	return tw.Flush()
@@ -129,7 +133,7 @@ func scaleOne(ctx context.Context, cmd *cobra.Command, dir string, o *benchOptio
 	after := sampleProcs(net)
 	el := time.Since(t0).Seconds()
 	row.IdleSeconds = el
-	var cpus, rss, hwm []float64
+	var cpus, rss, anon, pss, hwm []float64
 	connSum := 0
 	for i, p := range net.procs {
 		cpu := float64(after[i].cpuTicks-before[i].cpuTicks) / clockTicks / el * 100
@@ -139,6 +143,8 @@ func scaleOne(ctx context.Context, cmd *cobra.Command, dir string, o *benchOptio
 		}
 		cpus = append(cpus, cpu)
 		rss = append(rss, float64(after[i].rssKiB)/1024)
+		anon = append(anon, float64(after[i].anonKiB)/1024)
+		pss = append(pss, float64(after[i].pssKiB)/1024)
 		row.ConnsMaxWorker = max(row.ConnsMaxWorker, after[i].conns)
 		connSum += after[i].conns
 	}
@@ -148,6 +154,7 @@ func scaleOne(ctx context.Context, cmd *cobra.Command, dir string, o *benchOptio
 	}
 	row.ConnsMeanWorker = float64(connSum) / float64(max(1, len(cpus)))
 	row.RSSMiBMedian, row.RSSMiBMax = percentile(rss, 0.5), percentile(rss, 1)
+	row.AnonMiBMedian, row.PSSMiBMedian = percentile(anon, 0.5), percentile(pss, 0.5)
 	if row.JobsPerSec, err = throughput(ctx, net.client.Client, o.Jobs, ""); err != nil {
 		return row, err
 	}
@@ -180,7 +187,8 @@ func sampleProcs(net *benchNet) []procSample {
 	out := make([]procSample, len(net.procs))
 	for i, p := range net.procs {
 		pid := p.cmd.Process.Pid
-		out[i] = procSample{cpuTicks: cpuTicks(pid), rssKiB: statusKiB(pid, "VmRSS:"), hwmKiB: statusKiB(pid, "VmHWM:"), conns: countConns(pid, est)}
+		out[i] = procSample{cpuTicks: cpuTicks(pid), rssKiB: statusKiB(pid, "VmRSS:"), anonKiB: statusKiB(pid, "RssAnon:"),
+			pssKiB: fileKiB(fmt.Sprintf("/proc/%d/smaps_rollup", pid), "Pss:"), hwmKiB: statusKiB(pid, "VmHWM:"), conns: countConns(pid, est)}
 	}
 	return out
 }
@@ -202,8 +210,11 @@ func cpuTicks(pid int) int64 {
 	return u + st
 }
 
-func statusKiB(pid int, key string) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+func statusKiB(pid int, key string) int64 { return fileKiB(fmt.Sprintf("/proc/%d/status", pid), key) }
+
+// fileKiB reads a "Key: N kB" line of a /proc file.
+func fileKiB(path, key string) int64 {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return 0
 	}

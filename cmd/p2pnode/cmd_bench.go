@@ -148,7 +148,7 @@ func startBenchNet(ctx context.Context, cmd *cobra.Command, dir string, o *bench
 		return nil, err
 	}
 	b.client, b.close = n, closeAll
-	if err := waitWorkers(ctx, n.Client, o.Workers, 30*time.Second); err != nil {
+	if err := waitWorkers(ctx, n.Client, o.Workers, max(30*time.Second, time.Duration(o.Workers)*500*time.Millisecond)); err != nil {
 		b.stop()
 		return nil, err
 	}
