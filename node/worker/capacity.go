@@ -71,8 +71,8 @@ type Capacity struct {
 	measure func() float64
 	sample  func() (Load, error)
 
-	minGap  time.Duration    // least time between two measurements
-	clock   func() time.Time // for minGap
+	minGap time.Duration    // least time between two measurements
+	clock  func() time.Time // for minGap
 
 	mu       sync.Mutex // guards the fields below
 	wonk     float64    // as measured
