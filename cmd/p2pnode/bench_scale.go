@@ -155,8 +155,10 @@ func scaleOne(ctx context.Context, cmd *cobra.Command, dir string, o *benchOptio
 	row.ConnsMeanWorker = float64(connSum) / float64(max(1, len(cpus)))
 	row.RSSMiBMedian, row.RSSMiBMax = percentile(rss, 0.5), percentile(rss, 1)
 	row.AnonMiBMedian, row.PSSMiBMedian = percentile(anon, 0.5), percentile(pss, 0.5)
-	if row.JobsPerSec, err = throughput(ctx, net.client.Client, o.Jobs, ""); err != nil {
-		return row, err
+	if o.Jobs > 0 { // --jobs 0: idle figures only (profiling the idle network)
+		if row.JobsPerSec, err = throughput(ctx, net.client.Client, o.Jobs, ""); err != nil {
+			return row, err
+		}
 	}
 	for _, p := range net.procs {
 		if p.name != "authority" {

@@ -215,15 +215,15 @@ func peakRSS(pid int) int64 {
 }
 
 func runBench(ctx context.Context, g *globalOptions, o *benchOptions, cmd *cobra.Command) error {
-	if o.Workers < 1 || o.Jobs < 1 || o.Singles < 1 {
-		return usagef("--workers, --jobs and --singles must be at least 1")
-	}
 	if o.Scale != "" {
 		sizes, err := parseScale(o.Scale, o.Slots)
 		if err != nil {
 			return err
 		}
 		return runScale(ctx, g, o, cmd, sizes)
+	}
+	if o.Workers < 1 || o.Jobs < 1 || o.Singles < 1 {
+		return usagef("--workers, --jobs and --singles must be at least 1")
 	}
 	dir := o.Dir
 	if dir == "" {
