@@ -156,7 +156,11 @@ func scaleOne(ctx context.Context, cmd *cobra.Command, dir string, o *benchOptio
 	row.RSSMiBMedian, row.RSSMiBMax = percentile(rss, 0.5), percentile(rss, 1)
 	row.AnonMiBMedian, row.PSSMiBMedian = percentile(anon, 0.5), percentile(pss, 0.5)
 	if o.Jobs > 0 { // --jobs 0: idle figures only (profiling the idle network)
-		if row.JobsPerSec, err = throughput(ctx, net.client.Client, o.Jobs, ""); err != nil {
+		profile := "" // --cpuprofile F: the client's profile of each size's series, in F.<workers>x<slots>
+		if o.Profile != "" {
+			profile = fmt.Sprintf("%s.%dx%d", o.Profile, sz.Workers, sz.Slots)
+		}
+		if row.JobsPerSec, err = throughput(ctx, net.client.Client, o.Jobs, profile); err != nil {
 			return row, err
 		}
 	}
