@@ -147,11 +147,11 @@ func runSim(t *testing.T, n, degree int, ttl uint32) SimResult {
 		}
 		wg.Wait()
 	}
-	// Arrival: workers register in ten waves, and every worker registered
+	// Arrival: workers register in five waves, and every worker registered
 	// so far rebuilds once after each wave, as workers that start one after
 	// another do. This is what made the first workers hubs: while few are
 	// registered, every newcomer samples them.
-	const waves = 10
+	const waves = 5
 	for w := range waves {
 		wave := nodes[w*n/waves : (w+1)*n/waves]
 		for _, nd := range wave {
