@@ -5,7 +5,9 @@ import (
 	"time"
 
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/discovery"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
@@ -141,4 +143,29 @@ func (f dhtFinder) FindWorkers(ctx context.Context, executor string, limit int) 
 		}
 	}
 	return out, nil
+}
+
+// dhtHost is the host as the DHT sees it: the same host, whose connection
+// manager turns the DHT's protections into plain tags. Kademlia protects
+// the connections to every peer in its two widest buckets (up to 40
+// peers), which the connection manager then may never trim: in a network
+// of a hundred workers each worker held some 40 idle DHT connections, more
+// than its overlay, its authorities and its clients together. As tags they
+// still rank above untagged idle peers, but a trim can close them; the DHT
+// dials again when a lookup needs a peer.
+type dhtHost struct{ host.Host }
+
+func (h dhtHost) ConnManager() connmgr.ConnManager { return dhtConnMgr{h.Host.ConnManager()} }
+
+type dhtConnMgr struct{ connmgr.ConnManager }
+
+// dhtProtectValue is the tag value that stands for a DHT protection: above
+// the DHT's own tags for narrower buckets (5), below an authority's (100).
+const dhtProtectValue = 10
+
+func (m dhtConnMgr) Protect(id peer.ID, tag string) { m.TagPeer(id, tag, dhtProtectValue) }
+
+func (m dhtConnMgr) Unprotect(id peer.ID, tag string) bool {
+	m.UntagPeer(id, tag)
+	return false
 }

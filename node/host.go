@@ -38,10 +38,20 @@ type hostLimits struct {
 }
 
 func limitsFor(cfg *Config) hostLimits {
-	if cfg.Has(RoleAuthority) {
+	switch {
+	case cfg.Has(RoleAuthority):
 		return hostLimits{connLow: 2000, connHigh: 4000, conns: 8192, streams: 32768}
+	case cfg.Has(RoleClient):
+		// A client holds a connection to every worker it farms jobs out to.
+		return hostLimits{connLow: 100, connHigh: 400, conns: 1024, streams: 8192}
 	}
-	return hostLimits{connLow: 100, connHigh: 400, conns: 1024, streams: 8192}
+	// A worker needs its overlay neighbours (protected, at most three times
+	// the degree), its authorities (tagged), the clients it serves (their
+	// open job streams keep them above idle peers when the manager trims)
+	// and a few DHT peers (dhtHost: tagged, not protected). Without these
+	// marks, DHT lookups left a connection to nearly every worker of the
+	// network open: a cost that grew with the network.
+	return hostLimits{connLow: 16, connHigh: 32, conns: 1024, streams: 8192}
 }
 
 // hostOptions builds the libp2p options for cfg. Authorities (the

@@ -169,6 +169,14 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 			return nil, err
 		}
 	}
+	// The connections to authorities (registration, discovery, relay,
+	// ledger) are worth more than a DHT peer's when the connection manager
+	// trims: tagged, not protected, since learned authorities may be anyone.
+	tagAuthority := func(a peer.AddrInfo) { h.ConnManager().TagPeer(a.ID, "p2pjobs-authority", 100) }
+	book.subscribe(tagAuthority)
+	for _, a := range book.list() {
+		tagAuthority(a)
+	}
 	if err := n.watchHost(); err != nil {
 		return nil, err
 	}
@@ -176,7 +184,7 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 
 	// dht.go: who serves the DHT, and how the worker fallback survives
 	// the authorities. Bootstrap from every authority known, learned ones too.
-	n.DHT, err = dht.New(h, dht.ProtocolPrefix(protocols.DHTPrefix), dht.Mode(dhtMode(&cfg, auths)),
+	n.DHT, err = dht.New(dhtHost{h}, dht.ProtocolPrefix(protocols.DHTPrefix), dht.Mode(dhtMode(&cfg, auths)),
 		dht.BootstrapPeersFunc(book.list))
 	if err != nil {
 		return nil, fmt.Errorf("node: dht: %w", err)

@@ -31,6 +31,9 @@ type benchOptions struct {
 	Slots   int
 	Dir     string
 	Profile string
+	Scale   string
+	Idle    time.Duration
+	Settle  time.Duration
 }
 
 func newBenchCmd(g *globalOptions) *cobra.Command {
@@ -58,6 +61,9 @@ records them for a 2-core machine.`,
 	f.IntVar(&o.Slots, "slots", 2, "slots per worker")
 	f.StringVar(&o.Dir, "dir", "", "working directory (default: a new temporary directory)")
 	f.StringVar(&o.Profile, "cpuprofile", "", "write the client's CPU profile of the throughput run to this file")
+	f.StringVar(&o.Scale, "scale", "", "scale mode: network sizes N or NxSLOTS, comma separated (e.g. 4x2,64x1,200x1): idle CPU, RSS and connections per worker, and jobs/s")
+	f.DurationVar(&o.Idle, "idle", 30*time.Second, "scale mode: idle window measured")
+	f.DurationVar(&o.Settle, "settle", 20*time.Second, "scale mode: wait after all workers registered, before the idle window")
 	return cmd
 }
 
@@ -142,7 +148,7 @@ func startBenchNet(ctx context.Context, cmd *cobra.Command, dir string, o *bench
 		return nil, err
 	}
 	b.client, b.close = n, closeAll
-	if err := n.WaitWorkers(ctx, "wasm", o.Workers, 30*time.Second); err != nil {
+	if err := n.WaitWorkers(ctx, "wasm", o.Workers, max(30*time.Second, time.Duration(o.Workers)*500*time.Millisecond)); err != nil {
 		b.stop()
 		return nil, err
 	}
@@ -209,6 +215,13 @@ func peakRSS(pid int) int64 {
 }
 
 func runBench(ctx context.Context, g *globalOptions, o *benchOptions, cmd *cobra.Command) error {
+	if o.Scale != "" {
+		sizes, err := parseScale(o.Scale, o.Slots)
+		if err != nil {
+			return err
+		}
+		return runScale(ctx, g, o, cmd, sizes)
+	}
 	if o.Workers < 1 || o.Jobs < 1 || o.Singles < 1 {
 		return usagef("--workers, --jobs and --singles must be at least 1")
 	}

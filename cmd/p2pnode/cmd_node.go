@@ -194,7 +194,14 @@ func openNode(ctx context.Context, g *globalOptions, o *nodeOptions, cmd *cobra.
 		}
 		evlog = events.New(f, id, cfg.RoleString(), evopts...)
 	}
-	n, err := node.New(ctx, cfg, key, append([]node.Option{node.WithEvents(evlog), node.WithLogger(logger), node.WithRegisterer(reg),
+	// libp2p's metrics (resource-manager traces, swarm, identify, relay)
+	// cost CPU on every stream and a few MiB of label sets: only when
+	// someone scrapes them.
+	var nreg prometheus.Registerer
+	if cfg.Metrics != "" {
+		nreg = reg
+	}
+	n, err := node.New(ctx, cfg, key, append([]node.Option{node.WithEvents(evlog), node.WithLogger(logger), node.WithRegisterer(nreg),
 		node.WithModuleCache(cmp.Or(cfg.Worker.ModuleCache, dd.Join(node.ModuleDir))), node.WithJobDir(dd.Join(node.JobDir)), node.WithLedger(dd.Join(node.LedgerFile))}, crashOptions()...)...)
 	if err != nil {
 		_ = evlog.Close()

@@ -77,8 +77,10 @@ func defaultDataDir() string {
 func main() {
 	jobexec.MaybeRunJail() // this binary is also the exec executor's jail
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	stopProfiles := startProfiles() // profile.go
 	err := newRootCmd().ExecuteContext(ctx)
 	stop()
+	stopProfiles()
 	os.Exit(exitCode(err))
 }
 

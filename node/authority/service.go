@@ -241,8 +241,13 @@ func (s *Service) discover(req *pb.DiscoverRequest) *pb.DiscoverResponse {
 	}
 	limit = min(limit, maxDiscoverPage)
 	f := Filter{Executor: req.Executor, MinMemory: req.MinMemoryBytes, MaxPrice: req.MaxPrice}
+	// Only the O(1) snapshot happens under the lock: paging, counting and
+	// encoding read the snapshot while registrations and heartbeats go on.
+	now := s.now()
 	s.mu.Lock()
-	page, next, total := s.reg.Discover(f, req.Cursor, limit, s.now())
+	view := s.reg.Snapshot(f)
+	s.mu.Unlock()
+	page, next, total := view.Discover(f, req.Cursor, limit, now)
 	resp := &pb.DiscoverResponse{NextCursor: next, Total: uint32(total), Workers: make([]*pb.WorkerRecord, 0, len(page))}
 	// Records are up to ~17 KB each (ValidateRegister): a full page of
 	// large ones would not fit in one message. Stop short of the cap and
@@ -255,12 +260,11 @@ func (s *Service) discover(req *pb.DiscoverRequest) *pb.DiscoverResponse {
 			ExpiresUnixMs: r.Expires.UnixMilli(), Agent: r.Req.Agent,
 		}
 		if room -= protowire.SizeBytes(proto.Size(w)) + 1; room < 0 && i > 0 {
-			resp.NextCursor = page[i-1].ID.String()
+			resp.NextCursor = page[i-1].Key
 			break
 		}
 		resp.Workers = append(resp.Workers, w)
 	}
-	s.mu.Unlock()
 	return resp
 }
 

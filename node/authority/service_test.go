@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/p2pjobs/p2pnode/protocols"
 	"github.com/p2pjobs/p2pnode/protocols/pb"
@@ -51,4 +52,40 @@ func TestDiscoverPageFitsTheCap(t *testing.T) {
 	if seen != n {
 		t.Fatalf("listed %d of %d workers", seen, n)
 	}
+}
+
+// TestDiscoverWhileRegistering: discovers page a snapshot outside the lock
+// while registrations and heartbeats change the registry (run with -race):
+// every page is sorted, and a worker registered before the discovers began
+// and never removed is always listed.
+func TestDiscoverWhileRegistering(t *testing.T) {
+	now := time.Unix(1000, 0)
+	s := &Service{reg: NewRegistry(time.Minute, 10000), now: func() time.Time { return now }}
+	workers := ids(t, 200)
+	req := &pb.RegisterRequest{Executors: []string{"wasm"}, Slots: 1}
+	for _, id := range workers[:100] {
+		s.register(id, nil, req)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 600 {
+			s.register(workers[100+i%100], nil, &pb.RegisterRequest{Executors: []string{"wasm"}, Slots: 1, FreeSlots: uint32(i % 2)})
+			s.register(workers[i%100], nil, req) // heartbeats
+		}
+	}()
+	for range 60 {
+		resp := s.discover(&pb.DiscoverRequest{Executor: "wasm", Limit: maxDiscoverPage})
+		if len(resp.Workers) < 100 || resp.Total < 100 {
+			t.Fatalf("listed %d of at least 100 workers (total %d)", len(resp.Workers), resp.Total)
+		}
+		for i := 1; i < len(resp.Workers); i++ {
+			a, _ := peer.IDFromBytes(resp.Workers[i-1].PeerId)
+			b, _ := peer.IDFromBytes(resp.Workers[i].PeerId)
+			if a.String() >= b.String() {
+				t.Fatal("page not in peer-ID order")
+			}
+		}
+	}
+	<-done
 }

@@ -75,3 +75,64 @@ func TestDiff(t *testing.T) {
 		t.Errorf("Diff: +%v -%v", added, removed)
 	}
 }
+
+// TestRankSpreadsTies: among peers equally near (same RTT bucket), each
+// chooser ranks them its own way, so first choices spread over all of them
+// instead of all landing on the lowest peer ID (the hub it made).
+func TestRankSpreadsTies(t *testing.T) {
+	peers := ids(t, 10)
+	choosers := ids(t, 400)
+	ms := make([]Measurement, len(peers))
+	for i, p := range peers {
+		ms[i] = Measurement{ID: p, RTT: 300*time.Microsecond + time.Duration(i)*50*time.Microsecond, OK: true}
+	}
+	first := map[peer.ID]int{}
+	for _, c := range choosers {
+		r := Rank(ms, c)
+		if len(r) != len(peers) {
+			t.Fatalf("ranked %d of %d", len(r), len(peers))
+		}
+		if again := Rank(ms, c); !slices.Equal(r, again) {
+			t.Fatal("rank not deterministic for one chooser")
+		}
+		first[r[0]]++
+	}
+	for _, p := range peers {
+		if n := first[p]; n == 0 || n > 3*len(choosers)/len(peers) {
+			t.Errorf("%s ranked first by %d of %d choosers", p, n, len(choosers))
+		}
+	}
+	// A whole bucket nearer still wins.
+	ms = append(ms, Measurement{ID: choosers[0], RTT: 5 * time.Millisecond, OK: true},
+		Measurement{ID: choosers[1], RTT: 2 * time.Millisecond, OK: true})
+	if r := Rank(ms, choosers[2]); r[len(r)-1] != choosers[0] || r[len(r)-2] != choosers[1] {
+		t.Errorf("slower buckets not last: %v", r[len(r)-2:])
+	}
+}
+
+func TestRandomSlot(t *testing.T) {
+	p := ids(t, 8)
+	rng := rand.New(rand.NewPCG(5, 6))
+	drawn := map[peer.ID]bool{}
+	for range 200 {
+		r := slices.Clone(p)
+		RandomSlot(r, 4, rng)
+		if !slices.Equal(r[:3], p[:3]) {
+			t.Fatalf("nearest slots changed: %v", r[:3])
+		}
+		drawn[r[3]] = true
+		slices.Sort(r)
+		if want := slices.Sorted(slices.Values(p)); !slices.Equal(r, want) {
+			t.Fatal("not a permutation")
+		}
+	}
+	if len(drawn) != 5 {
+		t.Errorf("random slot drew %d distinct peers of the 5 below the nearest 3", len(drawn))
+	}
+	short := slices.Clone(p[:4])
+	RandomSlot(short, 4, rng)
+	RandomSlot(short, 1, rng)
+	if !slices.Equal(short, p[:4]) {
+		t.Error("changed a ranking with no peer below the slots")
+	}
+}

@@ -130,6 +130,7 @@ type Service struct {
 	emitted  []peer.ID              // the set last reported in an event
 	seen     map[string]seenFlood   // flood tokens handled
 	limiters map[peer.ID]*peerLimit // per-peer solicitation buckets
+	owned    map[peer.ID]bool       // peers whose connection a probe of ours opened
 	rng      *mrand.Rand
 }
 
@@ -160,7 +161,7 @@ func New(h host.Host, bidder Bidder, log *events.Log, opts ...Option) *Service {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{h: h, bidder: bidder, log: log, o: o, kick: make(chan struct{}, 1), ctx: ctx, cancel: cancel,
 		sem: make(chan struct{}, o.maxInflight), in: map[peer.ID]time.Time{}, seen: map[string]seenFlood{},
-		limiters: map[peer.ID]*peerLimit{}, rng: mrand.New(mrand.NewPCG(o.seed, 0x9e3779b97f4a7c15))}
+		limiters: map[peer.ID]*peerLimit{}, owned: map[peer.ID]bool{}, rng: mrand.New(mrand.NewPCG(o.seed, 0x9e3779b97f4a7c15))}
 	h.SetStreamHandler(protocols.Solicit, s.handleSolicit)
 	h.SetStreamHandler(protocols.Overlay, s.handleLink)
 	s.notif = &network.NotifyBundle{DisconnectedF: func(_ network.Network, c network.Conn) { s.onDisconnect(c.RemotePeer()) }}
@@ -238,6 +239,12 @@ func (s *Service) emitLocked() {
 	s.log.Emit(events.Event{Kind: events.Neighbours, Attrs: map[string]any{"peers": ids, "out": len(s.out), "in": len(s.in)}})
 }
 
+// maxInbound is how many workers may keep this one as a neighbour: twice
+// the degree (so a worker's neighbours number at most three times the
+// degree, and no early or well-placed worker becomes a hub), or less if
+// WithMaxInbound says so. A refused JOIN sends the joiner down its ranking.
+func (s *Service) maxInbound() int { return min(s.o.maxInbound, 2*s.degree()) }
+
 func (s *Service) degree() int {
 	if st := s.settings(); st != nil && st.OverlayDegree > 0 {
 		return int(min(st.OverlayDegree, 64))
@@ -292,6 +299,7 @@ func (s *Service) onDisconnect(p peer.ID) {
 		return
 	}
 	s.mu.Lock()
+	delete(s.owned, p)
 	_, wasIn := s.in[p]
 	wasOut := slices.Contains(s.out, p)
 	if wasIn || wasOut {
@@ -315,6 +323,7 @@ var linkX = protocols.Exchange{Max: protocols.MaxOverlayMsg, Timeout: protocols.
 func (s *Service) Rebuild(ctx context.Context) int {
 	s.rebuildMu.Lock()
 	defer s.rebuildMu.Unlock()
+	roundStart := time.Now()
 	degree := s.degree()
 	var sample []peer.ID
 	if s.o.sampler != nil {
@@ -335,15 +344,26 @@ func (s *Service) Rebuild(ctx context.Context) int {
 	s.mu.Lock()
 	current := slices.Clone(s.out)
 	now := s.o.now()
+	var expired []peer.ID
 	for p, until := range s.in {
 		if now.After(until) {
 			delete(s.in, p)
 			s.h.ConnManager().Unprotect(p, tagIn)
+			expired = append(expired, p)
 		}
 	}
 	probes := PickProbes(s.h.ID(), current, sample, max(s.o.probes, degree), s.rng)
 	s.mu.Unlock()
 
+	// Probes to peers not connected before open connections this overlay
+	// owns: those it does not keep are closed at the end of the round.
+	s.mu.Lock()
+	for _, p := range probes {
+		if s.h.Network().Connectedness(p) != network.Connected {
+			s.owned[p] = true
+		}
+	}
+	s.mu.Unlock()
 	ms := make([]Measurement, len(probes))
 	var wg sync.WaitGroup
 	for i, p := range probes {
@@ -355,23 +375,31 @@ func (s *Service) Rebuild(ctx context.Context) int {
 		}()
 	}
 	wg.Wait()
-	chosen := Choose(ms, degree)
-	// Tell every chosen peer (new ones and, as a refresh, old ones); keep
-	// those that accept.
-	kept := make([]peer.ID, 0, len(chosen))
+	// Tell the best-ranked peers (new ones and, as a refresh, old ones);
+	// keep those that accept. A peer at its inbound cap refuses: ask the
+	// next ones down the ranking until degree accept or none are left.
+	ranked := Rank(ms, s.h.ID())
+	s.mu.Lock()
+	RandomSlot(ranked, degree, s.rng)
+	s.mu.Unlock()
+	kept := make([]peer.ID, 0, degree)
 	var kmu sync.Mutex
-	for _, p := range chosen {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := s.link(ctx, p, pb.LinkOp_LINK_JOIN, s.o.probeTimeout); err == nil {
-				kmu.Lock()
-				kept = append(kept, p)
-				kmu.Unlock()
-			}
-		}()
+	for len(ranked) > 0 && len(kept) < degree {
+		batch := ranked[:min(degree-len(kept), len(ranked))]
+		ranked = ranked[len(batch):]
+		for _, p := range batch {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := s.link(ctx, p, pb.LinkOp_LINK_JOIN, s.o.probeTimeout); err == nil {
+					kmu.Lock()
+					kept = append(kept, p)
+					kmu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 	_, removed := Diff(current, kept)
 	for _, p := range removed {
 		wg.Add(1)
@@ -388,11 +416,72 @@ func (s *Service) Rebuild(ctx context.Context) int {
 		s.h.ConnManager().Protect(p, tagOut)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	slices.Sort(kept)
 	s.out = kept
 	s.emitLocked()
-	return len(s.neighboursLocked())
+	n := len(s.neighboursLocked())
+	// A neighbour dropped either way (we left it, or it stopped
+	// refreshing its link to us) was the overlay's connection, whoever
+	// dialled it.
+	for _, p := range append(removed, expired...) {
+		s.owned[p] = true
+	}
+	drop := s.unusedLocked(append(append(probes, removed...), expired...), roundStart)
+	s.mu.Unlock()
+	for _, p := range drop {
+		_ = s.h.Network().ClosePeer(p)
+	}
+	s.stats.closed.Add(int64(len(drop)))
+	return n
+}
+
+// unusedLocked returns the peers of ps whose connection the overlay opened
+// and no longer needs: neither neighbour kind, protected by nobody, and
+// carrying no stream of another protocol. It forgets them as owned. The
+// overlay opened a connection when there was none before its probe, or
+// when it dialled it during this round (since): a probe can find a
+// connection that the other end is closing, and its JOIN then dials anew.
+func (s *Service) unusedLocked(ps []peer.ID, since time.Time) []peer.ID {
+	var drop []peer.ID
+	for _, p := range ps {
+		if (!s.owned[p] && !s.dialledSince(p, since)) || slices.Contains(s.out, p) {
+			continue
+		}
+		if _, in := s.in[p]; in || s.h.ConnManager().IsProtected(p, "") || s.busy(p) {
+			continue
+		}
+		delete(s.owned, p)
+		drop = append(drop, p)
+	}
+	return drop
+}
+
+// dialledSince says whether every connection to p is one this host dialled
+// after since.
+func (s *Service) dialledSince(p peer.ID, since time.Time) bool {
+	conns := s.h.Network().ConnsToPeer(p)
+	for _, c := range conns {
+		if st := c.Stat(); st.Direction != network.DirOutbound || st.Opened.Before(since) {
+			return false
+		}
+	}
+	return len(conns) > 0
+}
+
+// busy says whether some connection to p carries a stream other than the
+// overlay's own and libp2p's housekeeping: then another part of the node
+// uses it (a client, a job), and it stays open.
+func (s *Service) busy(p peer.ID) bool {
+	for _, c := range s.h.Network().ConnsToPeer(p) {
+		for _, st := range c.GetStreams() {
+			switch st.Protocol() {
+			case protocols.Overlay, "", "/ipfs/id/1.0.0", "/ipfs/id/push/1.0.0", "/ipfs/ping/1.0.0":
+			default:
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // link sends one overlay message and returns the round-trip time.
@@ -430,7 +519,7 @@ func (s *Service) onLink(remote peer.ID, op pb.LinkOp) *pb.LinkAck {
 	switch op {
 	case pb.LinkOp_LINK_PROBE:
 	case pb.LinkOp_LINK_JOIN:
-		if _, ok := s.in[remote]; !ok && len(s.in) >= s.o.maxInbound {
+		if _, ok := s.in[remote]; !ok && len(s.in) >= s.maxInbound() {
 			err := protocols.Errorf(pb.ErrorCode_RATE_LIMITED, "%d inbound neighbours already", len(s.in))
 			s.stats.reject(err)
 			return &pb.LinkAck{Error: protocols.ToPB(err), Degree: uint32(len(s.neighboursLocked()))}

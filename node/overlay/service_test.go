@@ -3,6 +3,7 @@ package overlay_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -324,5 +325,51 @@ func TestForgedDeclineInAggregate(t *testing.T) {
 	d, id, err := protocols.VerifyDecline(p.SignedDeclines[0])
 	if err != nil || id != other || d.Error.Code != pb.ErrorCode_QUEUE_FULL {
 		t.Errorf("decline by %s (%v): %v", id, err, d.GetError())
+	}
+}
+
+// TestProbeConnectionsClosed: a rebuild probes more peers than it keeps;
+// on real hosts, the connections its probes opened to peers it did not
+// keep (and that did not choose it) are closed, so a worker stays
+// connected to its neighbours only. A connection that was open before the
+// probe (another part of the node uses it) stays open.
+func TestProbeConnectionsClosed(t *testing.T) {
+	const n, degree = 12, 2
+	c := newCluster(t, n, degree) // one rebuild each: every worker probed 8 of 11
+	other := c.workers[1].h
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// A connection opened by someone else: w0 must not close it even if it
+	// probes w1 and does not keep it.
+	w0 := c.workers[0]
+	if err := w0.h.Connect(ctx, peer.AddrInfo{ID: other.ID(), Addrs: other.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	w0.svc.Rebuild(ctx)
+	var closed int64
+	for _, w := range c.workers {
+		closed += w.svc.Stats().Closed
+	}
+	// The end that closes is the one that dialled; the other end notices
+	// the close a moment later: poll until every worker's peers are its
+	// neighbours.
+	var strays []string
+	waitFor(t, 10*time.Second, "probe connections closed", func() bool {
+		strays = strays[:0]
+		for _, w := range c.workers {
+			neighbours := w.svc.Neighbours()
+			for _, p := range w.h.Network().Peers() {
+				if !slices.Contains(neighbours, p) && !(w == w0 && p == other.ID()) && !(w.h.ID() == other.ID() && p == w0.h.ID()) {
+					strays = append(strays, fmt.Sprintf("%s-%s", w.h.ID(), p))
+				}
+			}
+		}
+		return len(strays) == 0
+	})
+	if closed == 0 {
+		t.Error("no probe connection was closed")
+	}
+	if w0.h.Network().Connectedness(other.ID()) != network.Connected {
+		t.Error("w0 closed a connection it did not open")
 	}
 }

@@ -18,11 +18,12 @@ type Stats struct {
 	Bids       int64            // own bids made for solicitations
 	ForgedBids int64            // bids in received aggregates dropped as forged or misdirected
 	Rejected   map[string]int64 // refused solicitations and links, by error code name
+	Closed     int64            // connections opened by probes and closed as not needed
 }
 
 // counters is the live form of Stats.
 type counters struct {
-	received, duplicates, forwarded, bids, forged atomic.Int64
+	received, duplicates, forwarded, bids, forged, closed atomic.Int64
 
 	mu       sync.Mutex // guards rejected
 	rejected map[string]int64
@@ -52,5 +53,5 @@ func (c *counters) snapshot() Stats {
 		rej = map[string]int64{}
 	}
 	return Stats{Received: c.received.Load(), Duplicates: c.duplicates.Load(), Forwarded: c.forwarded.Load(),
-		Bids: c.bids.Load(), ForgedBids: c.forged.Load(), Rejected: rej}
+		Bids: c.bids.Load(), ForgedBids: c.forged.Load(), Rejected: rej, Closed: c.closed.Load()}
 }

@@ -71,17 +71,29 @@ type Capacity struct {
 	measure func() float64
 	sample  func() (Load, error)
 
+	minGap time.Duration    // least time between two measurements
+	clock  func() time.Time // for minGap
+
 	mu       sync.Mutex // guards the fields below
 	wonk     float64    // as measured
 	at       Load       // load when measured
+	atTime   time.Time  // when measured
 	measured int        // how many times
 }
 
+// remeasureGap is the least time between two runs of the benchmark. Each
+// run costs ~10 ms of CPU and a 4 MiB buffer; on a busy shared machine the
+// load drifts by 10 % between almost any two bid requests, and re-measuring
+// at every bid made each bid round cost every worker a benchmark (a
+// quarter of the workers' CPU in a 64-worker bench). In between, ScaleWonk
+// follows the load.
+const remeasureGap = time.Minute
+
 // NewCapacity measures once with measure and samples load with sample.
 func NewCapacity(measure func() float64, sample func() (Load, error)) *Capacity {
-	c := &Capacity{measure: measure, sample: sample}
+	c := &Capacity{measure: measure, sample: sample, minGap: remeasureGap, clock: time.Now}
 	at, _ := sample()
-	c.wonk, c.at, c.measured = measure(), at, 1
+	c.wonk, c.at, c.atTime, c.measured = measure(), at, c.clock(), 1
 	return c
 }
 
@@ -98,8 +110,11 @@ func (c *Capacity) Now(own float64) (wonk, load float64) {
 	now, err := c.sample()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err == nil && Drifted(c.at, now) {
+	if err == nil && Drifted(c.at, now) && (c.clock == nil || c.clock().Sub(c.atTime) >= c.minGap) {
 		c.wonk, c.at = c.measure(), now
+		if c.clock != nil {
+			c.atTime = c.clock()
+		}
 		c.measured++
 	}
 	load = math.Max(now.PerCPU, own)

@@ -3,6 +3,7 @@ package worker
 import (
 	"math"
 	"testing"
+	"time"
 )
 
 func TestDrifted(t *testing.T) {
@@ -36,6 +37,8 @@ func TestCapacityRemeasuresOnDrift(t *testing.T) {
 	load := Load{PerCPU: 0, FreeMem: 1 << 30}
 	runs := 0
 	c := NewCapacity(func() float64 { runs++; return 0.1 * float64(runs) }, func() (Load, error) { return load, nil })
+	now := time.Unix(1000, 0)
+	c.clock, c.atTime = func() time.Time { return now }, now
 	if w, l := c.Now(0); w != 0.1 || l != 0 || c.Measurements() != 1 {
 		t.Fatalf("first: %v at %v, %d runs", w, l, c.Measurements())
 	}
@@ -43,7 +46,11 @@ func TestCapacityRemeasuresOnDrift(t *testing.T) {
 	if w, _ := c.Now(0.5); math.Abs(w-0.15) > 1e-12 || c.Measurements() != 1 {
 		t.Errorf("own load 0.5: wonk %v (want 0.15 scaled), %d runs", w, c.Measurements())
 	}
-	load.PerCPU = 1 // drift: re-measure (the fake benchmark now says 0.2 under load 1)
+	load.PerCPU = 1 // drift, but within a minute of the last run: scaled, not re-measured
+	if w, _ := c.Now(0); math.Abs(w-0.2) > 1e-12 || c.Measurements() != 1 {
+		t.Errorf("drift within the gap: wonk %v (want 0.1 scaled to load 1), %d runs", w, c.Measurements())
+	}
+	now = now.Add(remeasureGap) // drift after the gap: re-measure (the fake benchmark now says 0.2 under load 1)
 	if w, l := c.Now(0); w != 0.2 || l != 1 || c.Measurements() != 2 {
 		t.Errorf("after drift: %v at %v, %d runs", w, l, c.Measurements())
 	}

@@ -474,7 +474,7 @@ type DiscoverResponse struct {
 	Error         *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
 	Workers       []*WorkerRecord        `protobuf:"bytes,2,rep,name=workers,proto3" json:"workers,omitempty"`
 	NextCursor    string                 `protobuf:"bytes,3,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"` // empty: last page
-	Total         uint32                 `protobuf:"varint,4,opt,name=total,proto3" json:"total,omitempty"`                            // matching workers in all pages
+	Total         uint32                 `protobuf:"varint,4,opt,name=total,proto3" json:"total,omitempty"`                            // matching workers in all pages (with a memory or price filter: first page only, else 0)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
