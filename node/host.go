@@ -21,6 +21,7 @@ import (
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -28,6 +29,8 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/p2pjobs/p2pnode/node/reach"
 )
 
 // hostLimits are the connection and resource limits for a set of roles. An
@@ -47,7 +50,7 @@ func limitsFor(cfg *Config) hostLimits {
 
 // hostOptions builds the libp2p options for cfg. Authorities (the
 // bootstrap peers) double as static relays for nodes behind NAT.
-func hostOptions(cfg *Config, key crypto.PrivKey, authorities *authorityBook, reg prometheus.Registerer) ([]libp2p.Option, error) {
+func hostOptions(cfg *Config, key crypto.PrivKey, authorities *authorityBook, reg prometheus.Registerer, rev *reach.Service) ([]libp2p.Option, error) {
 	lim := limitsFor(cfg)
 	scaling := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&scaling)
@@ -81,7 +84,9 @@ func hostOptions(cfg *Config, key crypto.PrivKey, authorities *authorityBook, re
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
 		libp2p.UserAgent("p2pnode/" + Version),
-		libp2p.EnableHolePunching(),
+		// reach.Service vetoes DCUtR where it reverses the connection
+		// instead (behind a symmetric NAT; see node/reach).
+		libp2p.EnableHolePunching(holepunch.WithAddrFilter(rev.AddrFilter())),
 		libp2p.EnableAutoNATv2(),
 	}
 	if reg != nil {
@@ -238,11 +243,11 @@ func ipnet(p netip.Prefix) *net.IPNet {
 }
 
 // newHost builds the libp2p host.
-func newHost(cfg *Config, key crypto.PrivKey, authorities *authorityBook, reg prometheus.Registerer) (host.Host, error) {
+func newHost(cfg *Config, key crypto.PrivKey, authorities *authorityBook, reg prometheus.Registerer, rev *reach.Service) (host.Host, error) {
 	if err := applyPublicCIDRs(); err != nil {
 		return nil, err
 	}
-	opts, err := hostOptions(cfg, key, authorities, reg)
+	opts, err := hostOptions(cfg, key, authorities, reg, rev)
 	if err != nil {
 		return nil, err
 	}
