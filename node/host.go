@@ -105,7 +105,7 @@ func hostOptions(cfg *Config, key crypto.PrivKey, authorities *authorityBook, re
 		}
 		opts = append(opts, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return announce }))
 	}
-	switch cfg.NAT.Reachability {
+	switch reachabilityPolicy(cfg, interfaceAddrs()) { // natpolicy.go
 	case "public":
 		opts = append(opts, libp2p.ForceReachabilityPublic())
 	case "private":
@@ -153,7 +153,7 @@ func (b *authorityBook) peerSource(ctx context.Context, num int) <-chan peer.Add
 // "Unknown" is the truth at start; AutoNAT replaces it when it knows better
 // (public stops the relay finder again).
 func kickAutoRelay(h host.Host, cfg *Config) {
-	if cfg.Has(RoleAuthority) || (cfg.NAT.Reachability != "" && cfg.NAT.Reachability != "auto") {
+	if cfg.Has(RoleAuthority) || reachabilityPolicy(cfg, interfaceAddrs()) != "auto" {
 		return
 	}
 	em, err := h.EventBus().Emitter(new(event.EvtLocalReachabilityChanged), eventbus.Stateful)

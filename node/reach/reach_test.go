@@ -1,0 +1,100 @@
+package reach
+
+import (
+	"net/netip"
+	"testing"
+
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+func obs(observer, addr string) Observation {
+	return Observation{Observer: netip.MustParseAddr(observer), Addr: ma.StringCast(addr)}
+}
+
+func TestClassify(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		obs  []Observation
+		want Mapping
+	}{
+		{"nothing seen", nil, MappingUnknown},
+		{"one observer cannot tell", []Observation{obs("1.1.1.1", "/ip4/9.9.9.9/tcp/4001")}, MappingUnknown},
+		{"two observers, same port: cone", []Observation{
+			obs("1.1.1.1", "/ip4/9.9.9.9/tcp/4001"), obs("2.2.2.2", "/ip4/9.9.9.9/tcp/4001")}, MappingIndependent},
+		{"two observers, ports differ: symmetric", []Observation{
+			obs("1.1.1.1", "/ip4/9.9.9.9/tcp/4001"), obs("2.2.2.2", "/ip4/9.9.9.9/tcp/53211")}, MappingDependent},
+		{"UDP symmetric, TCP cone: the worse wins", []Observation{
+			obs("1.1.1.1", "/ip4/9.9.9.9/tcp/4001"), obs("2.2.2.2", "/ip4/9.9.9.9/tcp/4001"),
+			obs("1.1.1.1", "/ip4/9.9.9.9/udp/4001/quic-v1"), obs("2.2.2.2", "/ip4/9.9.9.9/udp/61000/quic-v1")}, MappingDependent},
+		{"one observer IP twice is one voice", []Observation{
+			obs("1.1.1.1", "/ip4/9.9.9.9/tcp/4001"), obs("1.1.1.1", "/ip4/9.9.9.9/tcp/5000")}, MappingUnknown},
+		{"different public IPs (two uplinks) say nothing", []Observation{
+			obs("1.1.1.1", "/ip4/9.9.9.9/tcp/4001"), obs("2.2.2.2", "/ip4/8.8.4.4/tcp/5000")}, MappingUnknown},
+		{"observer without an IP is ignored", []Observation{
+			{Addr: ma.StringCast("/ip4/9.9.9.9/tcp/4001")}, obs("2.2.2.2", "/ip4/9.9.9.9/tcp/5000")}, MappingUnknown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Classify(tc.obs); got != tc.want {
+				t.Fatalf("Classify = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDialableAddrs(t *testing.T) {
+	raw := func(ss ...string) [][]byte {
+		var out [][]byte
+		for _, s := range ss {
+			out = append(out, ma.StringCast(s).Bytes())
+		}
+		return out
+	}
+	got := DialableAddrs(append(raw(
+		"/ip4/9.9.9.9/tcp/4001",
+		"/ip4/9.9.9.9/udp/4001/quic-v1",
+		"/ip6/2606:4700::1/tcp/4001",
+		"/ip4/9.9.9.9/tcp/4001",      // duplicate
+		"/ip4/192.168.1.10/tcp/4001", // private: never dialled on a peer's say-so
+		"/ip4/127.0.0.1/tcp/4001",    // loopback
+		"/ip4/9.9.9.9/tcp/0",         // no port
+		"/ip4/9.9.9.9/udp/4001",      // bare UDP
+		"/ip4/9.9.9.9/udp/4001/quic", // draft QUIC
+		"/ip4/9.9.9.9/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN",
+		"/ip4/9.9.9.9/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit",
+		"/dns4/example.org/tcp/4001",
+	), []byte{0xff, 0x01}, nil, make([]byte, 1000)))
+	want := []string{"/ip4/9.9.9.9/tcp/4001", "/ip4/9.9.9.9/udp/4001/quic-v1", "/ip6/2606:4700::1/tcp/4001"}
+	if len(got) != len(want) {
+		t.Fatalf("DialableAddrs = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i].String() != want[i] {
+			t.Fatalf("DialableAddrs[%d] = %s, want %s", i, got[i], want[i])
+		}
+	}
+	var many [][]byte
+	for i := range 3 * MaxAddrs {
+		many = append(many, ma.StringCast("/ip4/9.9.9.9/tcp/"+itoa(4000+i)).Bytes())
+	}
+	if n := len(DialableAddrs(many)); n != MaxAddrs {
+		t.Fatalf("kept %d addresses, want the cap %d", n, MaxAddrs)
+	}
+}
+
+func itoa(i int) string {
+	return netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(i)).String()[len("0.0.0.0:"):]
+}
+
+// FuzzDialableAddrs: a peer's address list never panics the decoder, and
+// whatever survives is dialable.
+func FuzzDialableAddrs(f *testing.F) {
+	f.Add(ma.StringCast("/ip4/9.9.9.9/tcp/4001").Bytes(), ma.StringCast("/ip4/9.9.9.9/udp/4001/quic-v1").Bytes())
+	f.Add([]byte{0x04, 1, 2, 3}, []byte{})
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		for _, m := range DialableAddrs([][]byte{a, b}) {
+			if !Dialable(m) {
+				t.Fatalf("kept undialable %s", m)
+			}
+		}
+	})
+}
