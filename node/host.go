@@ -65,7 +65,8 @@ func hostOptions(cfg *Config, key crypto.PrivKey, authorities *authorityBook, re
 			Conns: rcmgr.LimitVal(lim.conns / 4), ConnsInbound: rcmgr.LimitVal(lim.conns / 4), ConnsOutbound: rcmgr.LimitVal(lim.conns / 4),
 		},
 	}
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(partial.Build(concrete)))
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(partial.Build(concrete)),
+		relayIPLimits(authorities.list(), lim.conns)...) // natpolicy.go
 	if err != nil {
 		return nil, fmt.Errorf("node: resource manager: %w", err)
 	}
@@ -87,7 +88,6 @@ func hostOptions(cfg *Config, key crypto.PrivKey, authorities *authorityBook, re
 		// reach.Service vetoes DCUtR where it reverses the connection
 		// instead (behind a symmetric NAT; see node/reach).
 		libp2p.EnableHolePunching(holepunch.WithAddrFilter(rev.AddrFilter())),
-		libp2p.EnableAutoNATv2(),
 	}
 	if reg != nil {
 		opts = append(opts, libp2p.PrometheusRegisterer(reg))
@@ -105,11 +105,19 @@ func hostOptions(cfg *Config, key crypto.PrivKey, authorities *authorityBook, re
 		}
 		opts = append(opts, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return announce }))
 	}
-	switch reachabilityPolicy(cfg, interfaceAddrs()) { // natpolicy.go
+	policy := reachabilityPolicy(cfg, interfaceAddrs()) // natpolicy.go
+	switch policy {
 	case "public":
 		opts = append(opts, libp2p.ForceReachabilityPublic())
 	case "private":
+		// No AutoNAT v2 either: behind an address-filtering NAT it confirms
+		// our mapping as reachable (its dial-back comes from an address we
+		// sent to), and the host would then stop advertising the relay
+		// addresses that peers we never contacted need.
 		opts = append(opts, libp2p.ForceReachabilityPrivate())
+	}
+	if policy != "private" {
+		opts = append(opts, libp2p.EnableAutoNATv2())
 	}
 	if cfg.NAT.PortMap {
 		opts = append(opts, libp2p.NATPortMap())

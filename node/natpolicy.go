@@ -1,6 +1,13 @@
 package node
 
 import (
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/x/rate"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 )
@@ -42,4 +49,56 @@ func interfaceAddrs() []ma.Multiaddr {
 		return nil
 	}
 	return as
+}
+
+// relayIPLimits lifts libp2p's per-IP connection limits for the
+// authorities' addresses. A relayed connection counts against the relay's
+// IP (its address starts with the relay's), and the resource manager
+// allows 8 connections per IPv4 address at once and 16 new ones, then one
+// per 5 s. A NATed worker that more than seven clients reach through one
+// authority would refuse the eighth (the relay then answers the client
+// CONNECTION_FAILED). Authorities are our relays: their addresses get the
+// node's whole connection budget, and no rate limit.
+func relayIPLimits(auths []peer.AddrInfo, conns int) []rcmgr.Option {
+	v4 := slices.Clone(rcmgr.DefaultNetworkPrefixLimitV4)
+	v6 := slices.Clone(rcmgr.DefaultNetworkPrefixLimitV6)
+	rl := []rate.PrefixLimit{
+		{Prefix: netip.MustParsePrefix("127.0.0.0/8")},
+		{Prefix: netip.MustParsePrefix("::1/128")},
+	}
+	seen := map[netip.Addr]bool{}
+	for _, a := range auths {
+		for _, m := range a.Addrs {
+			nip, err := manet.ToIP(m)
+			if err != nil {
+				continue
+			}
+			ip, ok := netip.AddrFromSlice(nip)
+			if !ok || seen[ip.Unmap()] {
+				continue
+			}
+			ip = ip.Unmap()
+			seen[ip] = true
+			p := netip.PrefixFrom(ip, ip.BitLen())
+			if ip.Is4() {
+				v4 = append(v4, rcmgr.NetworkPrefixLimit{Network: p, ConnCount: conns})
+			} else {
+				v6 = append(v6, rcmgr.NetworkPrefixLimit{Network: p, ConnCount: conns})
+			}
+			rl = append(rl, rate.PrefixLimit{Prefix: p}) // zero Limit: unlimited
+		}
+	}
+	// The rest as libp2p's defaults (rcmgr's newConnRateLimiter).
+	limiter := &rate.Limiter{
+		NetworkPrefixLimits: rl,
+		SubnetRateLimiter: rate.SubnetLimiter{
+			IPv4SubnetLimits: []rate.SubnetLimit{{PrefixLength: 32, Limit: rate.Limit{RPS: 0.2, Burst: 16}}},
+			IPv6SubnetLimits: []rate.SubnetLimit{
+				{PrefixLength: 56, Limit: rate.Limit{RPS: 0.2, Burst: 16}},
+				{PrefixLength: 48, Limit: rate.Limit{RPS: 0.5, Burst: 80}},
+			},
+			GracePeriod: time.Minute,
+		},
+	}
+	return []rcmgr.Option{rcmgr.WithNetworkPrefixLimit(v4, v6), rcmgr.WithConnRateLimiters(limiter)}
 }
