@@ -414,7 +414,18 @@ func (d *dispatch) worker(ctx context.Context, off Offer) error {
 	if err := d.lockAward(ctx, off); err != nil {
 		return err
 	}
-	d.c.awaitDirect(ctx, id, DirectWait)
+	for {
+		d.c.awaitDirect(ctx, id, DirectWait)
+		if err := d.stream(ctx, off); !errors.Is(err, errMoved) {
+			return err
+		}
+	}
+}
+
+// stream runs one job stream to the worker. A relayed one ends with
+// errMoved once a direct connection appears (migrate.go).
+func (d *dispatch) stream(ctx context.Context, off Offer) error {
+	id := off.Worker
 	st, err := d.c.h.NewStream(network.WithAllowLimitedConn(ctx, "p2pjobs job"), id, protocols.Job)
 	if err != nil {
 		return fmt.Errorf("open job stream: %w", err)
@@ -442,6 +453,11 @@ func (d *dispatch) worker(ctx context.Context, off Offer) error {
 	)
 	progress := make(chan struct{}, 1)
 	broken := make(chan struct{})
+	moved, unwatch := d.c.directAppears(st)
+	defer unwatch()
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
+	quit := either(sctx, broken, moved) // stop taking jobs for this stream
 	acks := make(chan *pb.ModuleAck, 1)
 	readErr := make(chan error, 1)
 	go func() { // reader: owned by this function, ends when the stream does
@@ -530,6 +546,7 @@ func (d *dispatch) worker(ctx context.Context, off Offer) error {
 		_ = st.SetWriteDeadline(time.Now().Add(protocols.JobIdleTimeout))
 		return bw.Flush()
 	}
+send:
 	for {
 		select {
 		case window <- struct{}{}:
@@ -539,13 +556,15 @@ func (d *dispatch) worker(ctx context.Context, off Offer) error {
 			}
 			select {
 			case window <- struct{}{}:
+			case <-moved:
+				break send
 			case <-broken:
 				return <-readErr
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 		}
-		j := d.next(ctx, id, broken, flush)
+		j := d.next(ctx, id, quit, flush)
 		if j < 0 {
 			<-window
 			if err := flush(); err != nil {
@@ -586,6 +605,10 @@ func (d *dispatch) worker(ctx context.Context, off Offer) error {
 			return err
 		}
 		_ = st.Close()
+		if closed(moved) && !d.finished() {
+			d.c.log.Emit(events.Event{Kind: "job_stream_moved", Peer: id.String(), Series: d.s.ID})
+			return errMoved
+		}
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
