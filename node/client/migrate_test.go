@@ -26,7 +26,9 @@ import (
 
 type staticFinder []peer.AddrInfo
 
-func (f staticFinder) FindWorkers(context.Context, string, int) ([]peer.AddrInfo, error) { return f, nil }
+func (f staticFinder) FindWorkers(context.Context, string, int) ([]peer.AddrInfo, error) {
+	return f, nil
+}
 
 func newKeyHost(t *testing.T, opts ...libp2p.Option) (host.Host, crypto.PrivKey) {
 	t.Helper()
