@@ -74,9 +74,21 @@ type Service struct {
 	wg     sync.WaitGroup
 	sub    event.Subscription
 
+	notif  *network.NotifyBundle
+
 	mu     sync.Mutex // guards the fields below
 	obs    map[peer.ID]Observation
 	active map[peer.ID]bool // a reversal with this peer is in flight (either role)
+	closed bool             // no goroutine starts once set (Close waits for the rest)
+}
+
+// spawn runs f on a goroutine Close waits for, unless the service closed.
+func (s *Service) spawn(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.wg.Go(f)
+	}
 }
 
 // New returns a service that is not running yet.
@@ -117,8 +129,9 @@ func (s *Service) Start(h host.Host) error {
 	}
 	s.sub = sub
 	h.SetStreamHandler(protocols.Reverse, s.handle)
-	h.Network().Notify(&network.NotifyBundle{ConnectedF: s.connected, DisconnectedF: s.disconnected})
-	s.wg.Go(func() {
+	s.notif = &network.NotifyBundle{ConnectedF: s.connected, DisconnectedF: s.disconnected}
+	h.Network().Notify(s.notif)
+	s.spawn(func() {
 		for {
 			select {
 			case <-s.ctx.Done():
@@ -136,9 +149,13 @@ func (s *Service) Start(h host.Host) error {
 
 // Close stops the service and waits for its goroutines.
 func (s *Service) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	s.cancel()
 	if s.h != nil {
 		s.h.RemoveStreamHandler(protocols.Reverse)
+		s.h.Network().StopNotify(s.notif)
 	}
 	if s.sub != nil {
 		_ = s.sub.Close()
@@ -258,7 +275,7 @@ func (s *Service) connected(_ network.Network, c network.Conn) {
 	if !inboundRelayed(c) {
 		return
 	}
-	s.wg.Go(func() {
+	s.spawn(func() {
 		ids, ok := s.h.(interface{ IDService() identify.IDService })
 		if ok {
 			select {
@@ -381,7 +398,7 @@ func (s *Service) handle(st network.Stream) {
 	}
 	// Prime first: our packets must leave before the initiator's arrive,
 	// and the reply below crosses the relay, which is slower.
-	s.wg.Go(func() { _ = s.dial(p, theirs, primeTimeout) })
+	s.spawn(func() { _ = s.dial(p, theirs, primeTimeout) })
 	if err := w.Write(&hpb.HolePunch{Type: hpb.HolePunch_CONNECT.Enum(), ObsAddrs: addrsToBytes(own)}); err != nil {
 		_ = st.Reset()
 		return
