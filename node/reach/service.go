@@ -74,7 +74,7 @@ type Service struct {
 	wg     sync.WaitGroup
 	sub    event.Subscription
 
-	notif  *network.NotifyBundle
+	notif *network.NotifyBundle
 
 	mu     sync.Mutex // guards the fields below
 	obs    map[peer.ID]Observation
