@@ -38,9 +38,12 @@ func (c *Client) directAppears(st network.Stream) (ready <-chan struct{}, stop f
 		}
 	}}
 	c.h.Network().Notify(nb)
-	// One may have come between the stream's opening and Notify.
+	// libp2p puts a new stream on a direct connection when there is one;
+	// if it chose the relay although one exists, a new stream would not do
+	// better, and moving would only spin: keep this stream where it is.
 	if slices.ContainsFunc(c.h.Network().ConnsToPeer(p), func(cn network.Conn) bool { return connKind(cn) == "direct" }) {
-		fire()
+		c.h.Network().StopNotify(nb)
+		return nil, func() {}
 	}
 	return ch, func() { c.h.Network().StopNotify(nb) }
 }

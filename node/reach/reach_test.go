@@ -3,6 +3,7 @@ package reach
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -97,4 +98,23 @@ func FuzzDialableAddrs(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestAdmitLimitsExchangesPerPeer(t *testing.T) {
+	s := New()
+	t0 := time.Unix(1000, 0)
+	for i := range perPeerMax {
+		if !s.admit("p", t0.Add(time.Duration(i)*time.Second)) {
+			t.Fatalf("exchange %d refused", i+1)
+		}
+	}
+	if s.admit("p", t0.Add(5*time.Second)) {
+		t.Fatal("exchange beyond the per-peer cap admitted")
+	}
+	if !s.admit("q", t0.Add(5*time.Second)) {
+		t.Fatal("another peer refused")
+	}
+	if !s.admit("p", t0.Add(perPeerWindow+2*time.Second)) {
+		t.Fatal("refused after the window passed")
+	}
 }

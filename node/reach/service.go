@@ -43,6 +43,14 @@ const (
 	maxActive = 32
 	// maxObservations bounds the observations kept (one per observer).
 	maxObservations = 32
+	// perPeerWindow and perPeerMax bound the exchanges a peer may start
+	// with us: each makes us dial (prime) the addresses it names, so a
+	// peer reconnecting through the relay in a loop must not turn us into
+	// a packet cannon. An honest initiator makes at most `attempts` per
+	// relayed connection.
+	perPeerWindow = 30 * time.Second
+	perPeerMax    = attempts
+	maxRecent     = 1024
 )
 
 // ErrRefused is returned (and logged) for a reversal we will not take part
@@ -78,8 +86,9 @@ type Service struct {
 
 	mu     sync.Mutex // guards the fields below
 	obs    map[peer.ID]Observation
-	active map[peer.ID]bool // a reversal with this peer is in flight (either role)
-	closed bool             // no goroutine starts once set (Close waits for the rest)
+	active map[peer.ID]bool        // a reversal with this peer is in flight (either role)
+	recent map[peer.ID][]time.Time // exchanges each peer started with us, within perPeerWindow
+	closed bool                    // no goroutine starts once set (Close waits for the rest)
 }
 
 // spawn runs f on a goroutine Close waits for, unless the service closed.
@@ -93,7 +102,8 @@ func (s *Service) spawn(f func()) {
 
 // New returns a service that is not running yet.
 func New(opts ...Option) *Service {
-	s := &Service{trusted: func(peer.ID) bool { return false }, obs: map[peer.ID]Observation{}, active: map[peer.ID]bool{}}
+	s := &Service{trusted: func(peer.ID) bool { return false }, obs: map[peer.ID]Observation{}, active: map[peer.ID]bool{},
+		recent: map[peer.ID][]time.Time{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -263,6 +273,30 @@ func (s *Service) begin(p peer.ID) bool {
 	return true
 }
 
+// admit records an exchange p starts with us; false when p started
+// perPeerMax within perPeerWindow already.
+func (s *Service) admit(p peer.ID, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.recent) >= maxRecent {
+		for q, ts := range s.recent {
+			if now.Sub(ts[len(ts)-1]) > perPeerWindow {
+				delete(s.recent, q)
+			}
+		}
+		if len(s.recent) >= maxRecent {
+			return false
+		}
+	}
+	ts := slices.DeleteFunc(s.recent[p], func(t time.Time) bool { return now.Sub(t) > perPeerWindow })
+	if len(ts) >= perPeerMax {
+		s.recent[p] = ts
+		return false
+	}
+	s.recent[p] = append(ts, now)
+	return true
+}
+
 func (s *Service) end(p peer.ID) {
 	s.mu.Lock()
 	delete(s.active, p)
@@ -372,7 +406,7 @@ func (s *Service) handle(st network.Stream) {
 	}()
 	c := st.Conn()
 	p := c.RemotePeer()
-	if !isRelayed(c) || c.Stat().Direction != network.DirOutbound || !s.begin(p) {
+	if !isRelayed(c) || c.Stat().Direction != network.DirOutbound || !s.admit(p, time.Now()) || !s.begin(p) {
 		_ = st.Reset()
 		return
 	}
