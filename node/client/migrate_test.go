@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/p2pjobs/p2pnode/node/client"
+	"github.com/p2pjobs/p2pnode/node/events"
 	"github.com/p2pjobs/p2pnode/node/exec"
 	"github.com/p2pjobs/p2pnode/node/schedule"
 	"github.com/p2pjobs/p2pnode/node/worker"
@@ -61,6 +63,16 @@ func TestJobStreamMovesToDirect(t *testing.T) {
 	w, wkey := newKeyHost(t, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return []ma.Multiaddr{circuitAddr} }))
 	c, ckey := newKeyHost(t)
 
+	var cbuf, wbuf bytes.Buffer // each Log owns its buffer: read only after Close
+	elog := events.New(&cbuf, c.ID().String(), "client")
+	wlog := events.New(&wbuf, w.ID().String(), "worker")
+	t.Cleanup(func() {
+		if t.Failed() {
+			_ = elog.Close()
+			_ = wlog.Close()
+			t.Logf("client events:\n%s\nworker events:\n%s", cbuf.String(), wbuf.String())
+		}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := w.Connect(ctx, rinfo); err != nil {
@@ -74,19 +86,21 @@ func TestJobStreamMovesToDirect(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = wx.Close(context.Background()) })
-	ws, err := worker.New(w, wkey, []exec.Executor{wx}, nil, worker.WithSlots(1))
+	ws, err := worker.New(w, wkey, []exec.Executor{wx}, wlog, worker.WithSlots(1))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ws.Close() })
 
-	cl := client.New(c, ckey, nil, client.WithDiscovery(client.DiscoveryDHT),
+	cl := client.New(c, ckey, elog, client.WithDiscovery(client.DiscoveryDHT),
 		client.WithFinder(staticFinder{{ID: w.ID(), Addrs: []ma.Multiaddr{circuitAddr}}}))
 
-	s := &client.Series{ID: "move", Executor: "wasm", Module: wasm.Pi, Strategy: schedule.Balanced, Retries: 1,
-		Resources: &pb.Resources{MemoryBytes: 64 << 20, TimeoutMs: 30000}}
-	for i := range 24 {
-		s.Jobs = append(s.Jobs, client.Job{ID: fmt.Sprintf("job-%02d", i), Args: []string{"-seed", fmt.Sprint(i + 1), "-samples", "20000"}, Outputs: []string{"result.json"}})
+	// The trivial module: compiling the 3 MB pi module on a loaded machine
+	// would dominate the test.
+	s := &client.Series{ID: "move", Executor: "wasm", Module: wasm.Trivial, Strategy: schedule.Balanced, Retries: 1,
+		Resources: &pb.Resources{MemoryBytes: 16 << 20, TimeoutMs: 30000}}
+	for i := range 200 {
+		s.Jobs = append(s.Jobs, client.Job{ID: fmt.Sprintf("job-%03d", i)})
 	}
 	var (
 		once  sync.Once
@@ -102,16 +116,18 @@ func TestJobStreamMovesToDirect(t *testing.T) {
 			return
 		}
 		// The first relayed result: now a direct path appears (as a late
-		// hole punch or reversal would make it).
+		// hole punch or reversal would make it). Connecting before
+		// returning holds the results back meanwhile, so jobs are left to
+		// move whatever the machine's speed.
 		once.Do(func() {
-			go func() {
-				dctx := network.WithForceDirectDial(ctx, "test")
-				direct <- c.Connect(dctx, peer.AddrInfo{ID: w.ID(), Addrs: w.Network().ListenAddresses()})
-			}()
+			dctx := network.WithForceDirectDial(ctx, "test")
+			direct <- c.Connect(dctx, peer.AddrInfo{ID: w.ID(), Addrs: w.Network().ListenAddresses()})
 		})
 	}})
 	if err != nil {
-		t.Fatal(err)
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("run: %v (results so far, by connection, in order: %v)", err, order)
 	}
 	if err := <-direct; err != nil {
 		t.Fatalf("direct connect: %v", err)
