@@ -118,3 +118,27 @@ func TestAdmitLimitsExchangesPerPeer(t *testing.T) {
 		t.Fatal("refused after the window passed")
 	}
 }
+
+func TestQUICOnlyWhenBothOffered(t *testing.T) {
+	tcp, q := ma.StringCast("/ip4/9.9.9.9/tcp/4001"), ma.StringCast("/ip4/9.9.9.9/udp/4001/quic-v1")
+	if got := quicOnly(true, []ma.Multiaddr{tcp, q}); len(got) != 1 || !got[0].Equal(q) {
+		t.Fatalf("both offered QUIC: %v, want the QUIC address only", got)
+	}
+	if got := quicOnly(false, []ma.Multiaddr{tcp, q}); len(got) != 2 {
+		t.Fatalf("we sent no QUIC: %v, want all (the peer will punch our TCP)", got)
+	}
+	if got := quicOnly(true, []ma.Multiaddr{tcp}); len(got) != 1 || !got[0].Equal(tcp) {
+		t.Fatalf("peer offered no QUIC: %v, want its TCP address", got)
+	}
+	// Through the filter: FilterLocal records what we sent, FilterRemote
+	// decides, as libp2p calls them on either side.
+	f := New().AddrFilter()
+	f.FilterLocal("p", []ma.Multiaddr{tcp})
+	if got := f.FilterRemote("p", []ma.Multiaddr{tcp, q}); len(got) != 2 {
+		t.Fatalf("we sent TCP only, peer both: %v, want both kept", got)
+	}
+	f.FilterLocal("p", []ma.Multiaddr{tcp, q})
+	if got := f.FilterRemote("p", []ma.Multiaddr{tcp, q}); len(got) != 1 || !got[0].Equal(q) {
+		t.Fatalf("both sent QUIC: %v, want QUIC only", got)
+	}
+}

@@ -88,7 +88,10 @@ type Service struct {
 	obs    map[peer.ID]Observation
 	active map[peer.ID]bool        // a reversal with this peer is in flight (either role)
 	recent map[peer.ID][]time.Time // exchanges each peer started with us, within perPeerWindow
-	closed bool                    // no goroutine starts once set (Close waits for the rest)
+	// sentQUIC: whether the addresses we sent in a hole punch with the
+	// peer included QUIC (set by FilterLocal, taken by FilterRemote).
+	sentQUIC map[peer.ID]bool
+	closed   bool // no goroutine starts once set (Close waits for the rest)
 }
 
 // spawn runs f on a goroutine Close waits for, unless the service closed.
@@ -103,7 +106,7 @@ func (s *Service) spawn(f func()) {
 // New returns a service that is not running yet.
 func New(opts ...Option) *Service {
 	s := &Service{trusted: func(peer.ID) bool { return false }, obs: map[peer.ID]Observation{}, active: map[peer.ID]bool{},
-		recent: map[peer.ID][]time.Time{}}
+		recent: map[peer.ID][]time.Time{}, sentQUIC: map[peer.ID]bool{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -112,13 +115,23 @@ func New(opts ...Option) *Service {
 }
 
 // AddrFilter is handed to libp2p's hole-punch service. It vetoes DCUtR
-// with a peer we reverse connections with (see the package doc); every
-// other hole punch is left as libp2p does it.
+// with a peer we reverse connections with (see the package doc), and
+// punches over QUIC alone when both sides offered QUIC (quicOnly).
 func (s *Service) AddrFilter() holepunch.AddrFilter { return filter{s} }
 
 type filter struct{ s *Service }
 
-func (f filter) FilterLocal(_ peer.ID, addrs []ma.Multiaddr) []ma.Multiaddr { return addrs }
+// FilterLocal passes our addresses unchanged and remembers whether they
+// included QUIC: libp2p calls it before FilterRemote on both sides.
+func (f filter) FilterLocal(p peer.ID, addrs []ma.Multiaddr) []ma.Multiaddr {
+	f.s.mu.Lock()
+	defer f.s.mu.Unlock()
+	if len(f.s.sentQUIC) >= maxRecent {
+		clear(f.s.sentQUIC)
+	}
+	f.s.sentQUIC[p] = hasQUIC(addrs)
+	return addrs
+}
 
 // FilterRemote returning nothing makes libp2p's initiator give up before
 // it sends SYNC, so no half-open dial of its competes with ours.
@@ -126,8 +139,44 @@ func (f filter) FilterRemote(p peer.ID, addrs []ma.Multiaddr) []ma.Multiaddr {
 	if f.s.reverses(p) {
 		return nil
 	}
-	return addrs
+	f.s.mu.Lock()
+	sent, ok := f.s.sentQUIC[p]
+	delete(f.s.sentQUIC, p)
+	f.s.mu.Unlock()
+	return quicOnly(ok && sent, addrs)
 }
+
+// quicOnly keeps only the QUIC addresses of a hole punch when both sides
+// offered QUIC (ours: weSent; theirs: in addrs), a decision both sides
+// reach alike; otherwise a side punching TCP would meet one dialling QUIC.
+//
+// Why not TCP: over TCP, DCUtR's passive side dials too (its connection
+// is meant to meet the other's in a TCP simultaneous open, and is treated
+// as the server side of the handshake). When the active side's NAT
+// filters nothing (full cone), that SYN can arrive before the active
+// side's own leaves; its listener accepts it as inbound, server meets
+// server, and the attempt hangs for its 10 s timeout (seen in the NAT lab
+// under load, full cone to port-restricted). Over QUIC the passive side
+// only sends punch packets: the active side's dial is the only connection.
+func quicOnly(weSent bool, addrs []ma.Multiaddr) []ma.Multiaddr {
+	if !weSent || !hasQUIC(addrs) {
+		return addrs
+	}
+	var q []ma.Multiaddr
+	for _, a := range addrs {
+		if isQUIC(a) {
+			q = append(q, a)
+		}
+	}
+	return q
+}
+
+func isQUIC(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_QUIC_V1)
+	return err == nil
+}
+
+func hasQUIC(addrs []ma.Multiaddr) bool { return slices.ContainsFunc(addrs, isQUIC) }
 
 // Start registers the protocol and begins watching identify and
 // connections.
