@@ -142,3 +142,22 @@ func TestQUICOnlyWhenBothOffered(t *testing.T) {
 		t.Fatalf("both sent QUIC: %v, want QUIC only", got)
 	}
 }
+
+func TestQUICGuess(t *testing.T) {
+	listen := []ma.Multiaddr{ma.StringCast("/ip4/0.0.0.0/tcp/4001"), ma.StringCast("/ip4/0.0.0.0/udp/4002/quic-v1")}
+	kept := ma.StringCast("/ip4/9.9.9.9/tcp/4001")
+	got := quicGuess([]ma.Multiaddr{kept}, listen)
+	if len(got) != 2 || got[1].String() != "/ip4/9.9.9.9/udp/4002/quic-v1" {
+		t.Fatalf("port-preserving NAT: %v, want the TCP address and a QUIC guess", got)
+	}
+	if got := quicGuess([]ma.Multiaddr{ma.StringCast("/ip4/9.9.9.9/tcp/53000")}, listen); len(got) != 1 {
+		t.Fatalf("port not preserved: %v, want no guess", got)
+	}
+	q := ma.StringCast("/ip4/9.9.9.9/udp/61000/quic-v1")
+	if got := quicGuess([]ma.Multiaddr{kept, q}, listen); len(got) != 2 {
+		t.Fatalf("QUIC already known: %v, want it as is", got)
+	}
+	if got := quicGuess([]ma.Multiaddr{kept}, listen[:1]); len(got) != 1 {
+		t.Fatalf("no QUIC listener: %v, want no guess", got)
+	}
+}

@@ -124,6 +124,9 @@ type filter struct{ s *Service }
 // FilterLocal passes our addresses unchanged and remembers whether they
 // included QUIC: libp2p calls it before FilterRemote on both sides.
 func (f filter) FilterLocal(p peer.ID, addrs []ma.Multiaddr) []ma.Multiaddr {
+	if f.s.h != nil {
+		addrs = quicGuess(addrs, f.s.h.Network().ListenAddresses())
+	}
 	f.s.mu.Lock()
 	defer f.s.mu.Unlock()
 	if len(f.s.sentQUIC) >= maxRecent {
@@ -169,6 +172,44 @@ func quicOnly(weSent bool, addrs []ma.Multiaddr) []ma.Multiaddr {
 		}
 	}
 	return q
+}
+
+// quicGuess adds our likely QUIC address when we know only TCP ones: a
+// node that joined its authorities over TCP never had its UDP mapping
+// observed, and without a QUIC address on both sides the punch falls back
+// to TCP and its role race (quicOnly). The guess is made only where the
+// NAT visibly preserves ports (an observed TCP port equal to our TCP
+// listen port): then its UDP mapping of our QUIC port is most likely the
+// same port on the same IP. A wrong guess costs that punch, not the relay.
+func quicGuess(addrs, listen []ma.Multiaddr) []ma.Multiaddr {
+	if hasQUIC(addrs) {
+		return addrs
+	}
+	tcpPorts := map[string]bool{}
+	var udpPort string
+	for _, l := range listen {
+		if p, err := l.ValueForProtocol(ma.P_TCP); err == nil {
+			tcpPorts[p] = true
+		}
+		if p, err := l.ValueForProtocol(ma.P_UDP); err == nil && isQUIC(l) && udpPort == "" {
+			udpPort = p
+		}
+	}
+	if udpPort == "" {
+		return addrs
+	}
+	out := slices.Clone(addrs)
+	for _, a := range addrs {
+		p, err := a.ValueForProtocol(ma.P_TCP)
+		if err != nil || len(a) != 2 || !tcpPorts[p] {
+			continue
+		}
+		g, err := ma.NewMultiaddr(fmt.Sprintf("/%s/%s/udp/%s/quic-v1", a[0].Protocol().Name, a[0].Value(), udpPort))
+		if err == nil {
+			out = append(out, g)
+		}
+	}
+	return ma.Unique(out)
 }
 
 func isQUIC(a ma.Multiaddr) bool {
