@@ -20,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -27,6 +28,8 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/p2pjobs/p2pnode/node/reach"
 )
 
 // hostLimits are the connection and resource limits for a set of roles. An
@@ -56,7 +59,7 @@ func limitsFor(cfg *Config) hostLimits {
 
 // hostOptions builds the libp2p options for cfg. Authorities (the
 // bootstrap peers) double as static relays for nodes behind NAT.
-func hostOptions(cfg *Config, key crypto.PrivKey, authorities *authorityBook, reg prometheus.Registerer) ([]libp2p.Option, error) {
+func hostOptions(cfg *Config, key crypto.PrivKey, authorities *authorityBook, reg prometheus.Registerer, rev *reach.Service) ([]libp2p.Option, error) {
 	lim := limitsFor(cfg)
 	scaling := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&scaling)
@@ -71,7 +74,8 @@ func hostOptions(cfg *Config, key crypto.PrivKey, authorities *authorityBook, re
 			Conns: rcmgr.LimitVal(lim.conns / 4), ConnsInbound: rcmgr.LimitVal(lim.conns / 4), ConnsOutbound: rcmgr.LimitVal(lim.conns / 4),
 		},
 	}
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(partial.Build(concrete)))
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(partial.Build(concrete)),
+		relayIPLimits(authorities.list(), lim.conns)...) // natpolicy.go
 	if err != nil {
 		return nil, fmt.Errorf("node: resource manager: %w", err)
 	}
@@ -90,8 +94,9 @@ func hostOptions(cfg *Config, key crypto.PrivKey, authorities *authorityBook, re
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
 		libp2p.UserAgent("p2pnode/" + Version),
-		libp2p.EnableHolePunching(),
-		libp2p.EnableAutoNATv2(),
+		// reach.Service vetoes DCUtR where it reverses the connection
+		// instead (behind a symmetric NAT; see node/reach).
+		libp2p.EnableHolePunching(holepunch.WithAddrFilter(rev.AddrFilter())),
 	}
 	if reg != nil {
 		opts = append(opts, libp2p.PrometheusRegisterer(reg))
@@ -109,11 +114,19 @@ func hostOptions(cfg *Config, key crypto.PrivKey, authorities *authorityBook, re
 		}
 		opts = append(opts, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return announce }))
 	}
-	switch cfg.NAT.Reachability {
+	policy := reachabilityPolicy(cfg, interfaceAddrs()) // natpolicy.go
+	switch policy {
 	case "public":
 		opts = append(opts, libp2p.ForceReachabilityPublic())
 	case "private":
+		// No AutoNAT v2 either: behind an address-filtering NAT it confirms
+		// our mapping as reachable (its dial-back comes from an address we
+		// sent to), and the host would then stop advertising the relay
+		// addresses that peers we never contacted need.
 		opts = append(opts, libp2p.ForceReachabilityPrivate())
+	}
+	if policy != "private" {
+		opts = append(opts, libp2p.EnableAutoNATv2())
 	}
 	if cfg.NAT.PortMap {
 		opts = append(opts, libp2p.NATPortMap())
@@ -154,7 +167,7 @@ func (b *authorityBook) peerSource(ctx context.Context, num int) <-chan peer.Add
 // "Unknown" is the truth at start; AutoNAT replaces it when it knows better
 // (public stops the relay finder again).
 func kickAutoRelay(h host.Host, cfg *Config) {
-	if cfg.Has(RoleAuthority) || (cfg.NAT.Reachability != "" && cfg.NAT.Reachability != "auto") {
+	if cfg.Has(RoleAuthority) || reachabilityPolicy(cfg, interfaceAddrs()) != "auto" {
 		return
 	}
 	em, err := h.EventBus().Emitter(new(event.EvtLocalReachabilityChanged), eventbus.Stateful)
@@ -244,11 +257,11 @@ func ipnet(p netip.Prefix) *net.IPNet {
 }
 
 // newHost builds the libp2p host.
-func newHost(cfg *Config, key crypto.PrivKey, authorities *authorityBook, reg prometheus.Registerer) (host.Host, error) {
+func newHost(cfg *Config, key crypto.PrivKey, authorities *authorityBook, reg prometheus.Registerer, rev *reach.Service) (host.Host, error) {
 	if err := applyPublicCIDRs(); err != nil {
 		return nil, err
 	}
-	opts, err := hostOptions(cfg, key, authorities, reg)
+	opts, err := hostOptions(cfg, key, authorities, reg, rev)
 	if err != nil {
 		return nil, err
 	}

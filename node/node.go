@@ -26,6 +26,7 @@ import (
 	"github.com/p2pjobs/p2pnode/node/exec"
 	"github.com/p2pjobs/p2pnode/node/ledgersvc"
 	"github.com/p2pjobs/p2pnode/node/overlay"
+	"github.com/p2pjobs/p2pnode/node/reach"
 	"github.com/p2pjobs/p2pnode/node/worker"
 	"github.com/p2pjobs/p2pnode/protocols"
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,6 +47,7 @@ type Node struct {
 	Client    *client.Client
 	Ledger    *ledgersvc.Service // the notary service; nil unless an authority with a ledger
 	Account   *ledgersvc.Account // the node's points; nil unless a worker or client with a ledger
+	Reach     *reach.Service     // connection reversal behind a symmetric NAT (node/reach)
 
 	executors []exec.Executor
 	tmpJobDir string        // a job directory of our own (no data dir given), removed at Close
@@ -152,12 +154,18 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 		return nil, fmt.Errorf("node: identity: %w", err)
 	}
 	book := newAuthorityBook(self, auths)
-	h, err := newHost(&cfg, key, book, o.reg)
+	// Only the authorities' view of our address decides how our NAT maps:
+	// any other peer could lie to turn our hole punching off.
+	rev := reach.New(reach.WithLog(o.log), reach.WithTrusted(func(p peer.ID) bool {
+		src := book.source(p)
+		return src == SourceBootstrap || src == SourceSettings
+	}))
+	h, err := newHost(&cfg, key, book, o.reg, rev)
 	if err != nil {
 		return nil, err
 	}
 	nctx, cancel := context.WithCancel(context.Background())
-	n := &Node{Host: h, Key: key, Cfg: cfg, Log: o.log, Authorities: auths, book: book, logger: o.logger, ctx: nctx, cancel: cancel}
+	n := &Node{Host: h, Key: key, Cfg: cfg, Log: o.log, Authorities: auths, book: book, logger: o.logger, ctx: nctx, cancel: cancel, Reach: rev}
 	defer func() {
 		if err != nil {
 			_ = n.Close()
@@ -181,6 +189,9 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 		return nil, err
 	}
 	kickAutoRelay(h, &cfg)
+	if err := rev.Start(h); err != nil {
+		return nil, err
+	}
 
 	// dht.go: who serves the DHT, and how the worker fallback survives
 	// the authorities. Bootstrap from every authority known, learned ones too.
@@ -390,6 +401,9 @@ func (n *Node) Close() error {
 	}
 	errs = append(errs, n.closeLedger())
 	errs = append(errs, n.relay.Close())
+	if n.Reach != nil {
+		errs = append(errs, n.Reach.Close())
+	}
 	n.cancel()
 	n.wg.Wait()
 	if n.DHT != nil {

@@ -72,7 +72,7 @@ type natState struct {
 // register protocol). An authority learned this way joins the book.
 func (n *Node) watchHost() error {
 	n.nat.observed = map[peer.ID]ma.Multiaddr{}
-	switch n.Cfg.NAT.Reachability {
+	switch reachabilityPolicy(&n.Cfg, interfaceAddrs()) {
 	case "public":
 		n.nat.reachability = network.ReachabilityPublic
 	case "private":
@@ -170,7 +170,7 @@ func (n *Node) KnownAuthorities() []peer.AddrInfo { return n.book.list() }
 func (n *Node) Status() Status {
 	h := n.Host
 	st := Status{PeerID: h.ID().String(), Roles: n.Cfg.Roles, Addrs: addrStrings(n.Addrs()), Reachability: n.Reachability(),
-		Forced: n.Cfg.NAT.Reachability == "public" || n.Cfg.NAT.Reachability == "private"}
+		Forced: reachabilityPolicy(&n.Cfg, interfaceAddrs()) != "auto"}
 	if ifaces, err := h.Network().InterfaceListenAddresses(); err == nil {
 		st.Listen = addrStrings(ifaces)
 	} else {

@@ -18,6 +18,9 @@ const (
 	Solicit  protocol.ID = "/p2pjobs/solicit/1.0.0"
 	Overlay  protocol.ID = "/p2pjobs/overlay/1.0.0"
 	Ledger   protocol.ID = "/p2pjobs/ledger/1.0.0"
+	// Reverse is connection reversal between NATed peers (node/reach):
+	// libp2p's DCUtR messages (holepunch/pb) on a protocol of our own.
+	Reverse protocol.ID = "/p2pjobs/reverse/1.0.0"
 
 	// DHTPrefix makes the Kademlia DHT private to p2pjobs nodes.
 	DHTPrefix protocol.ID = "/p2pjobs"
@@ -45,6 +48,8 @@ const (
 	// ledger.MaxRequestSize.
 	MaxLedgerMsg  = 4 << 20
 	MaxOverlayMsg = 1 << 10
+	// MaxReverseMsg bounds a reversal message: a few addresses.
+	MaxReverseMsg = 4 << 10
 )
 
 // Stream deadlines.

@@ -1,44 +1,63 @@
 #!/usr/bin/env bash
-# NAT lab: real p2pnode processes in network namespaces behind nftables NATs.
+# NAT lab: real p2pnode processes in network namespaces behind nftables NATs,
+# on a grid of NAT types (see scripts/NATLAB.md).
 #
-#            10.99.0.0/24 "internet" (bridge in netns <id>-wan)
-#     ┌──────────┬──────────┬─────────────┬─────────────┬──────────────┐
-#   auth1      auth2     router r1      router r2      router r3
-#  .11        .12       .21 cone       .22 cone        .23 symmetric
-#                         │              │               │
-#                   192.168.1.0/24  192.168.2.0/24   192.168.3.0/24
-#                     worker w1       client c1        worker w3
+#                10.99.0.0/24 "internet" (bridge in netns <id>-wan)
+#   ┌───────┬───────┬──────────┬──────────┬─────────┬────────┬────────┐
+#  auth1  auth2   wN, cN    router per   ...     router rH  router rX
+#  .11    .12     (no NAT)  NATed node           (hairpin)  (no hairpin)
+#                           one LAN each         wH  cH     wX  cX
 #
-# Cone routers masquerade (Linux keeps the source port: endpoint-independent
-# mapping) and drop unsolicited inbound packets; the symmetric router
-# masquerades with fully random ports (a new mapping per destination), so a
-# hole punch cannot work through it and the relay must carry its jobs.
+# One worker and one client per NAT type: none (N), full cone (F),
+# address-restricted (A), port-restricted (P), symmetric (S); each on its
+# own router. wH/cH share a router that loops traffic to its own public
+# address back in (hairpin); wX/cX share one that does not. Those two pairs
+# sit on separate LANs of their router, which does not route between them:
+# the public address is their only direct path.
 #
-# Asserts: both workers register through their NATs (with /p2p-circuit
-# addresses); the client's series completes; client<->w1 ends up direct
-# (hole punched, DCUtR) and client<->w3 stays relayed. Prints a NAT grid and,
-# with --bench, benchmark lines.
+#   none        the node's own interface is on the internet
+#   full        endpoint-independent mapping and filtering (static DNAT of
+#               the node's port: anyone may send to the mapping)
+#   addr        endpoint-independent mapping, address-dependent filtering
+#               (inbound only from IPs the node has sent to: an nft set)
+#   port        endpoint-independent mapping, address-and-port-dependent
+#               filtering (conntrack: only replies get in)
+#   symmetric   endpoint-dependent mapping (masquerade fully-random: a new
+#               port per destination), conntrack filtering
 #
-# Usage: sudo scripts/natlab.sh [--bench] [--keep] [--one-authority]
+# Every client submits one series; each worker refuses every client but
+# those of its grid (worker.deny), so the series spread over the pairs to
+# test. Asserts, per pair: the series completed; pairs that can connect
+# directly in principle did, within 5 s of first contact, and ran their
+# jobs direct; the others stayed relayed (and the grid says why). Prints
+# the grid; with --bench, benchmark lines.
+#
+# Usage: sudo scripts/natlab.sh [--bench] [--keep] [--impair] [--quick]
+#   --impair           1% loss each way on every WAN link (nft numgen) and,
+#                      with NATLAB_DELAY=ms (default 40), that much delay
+#                      +-25% (a userspace forwarder: the kernel has no netem)
+#   --quick            only the pairs with something to prove under
+#                      impairment (the fixes and the relay-only ones)
 #   P2PNODE_BIN=path   use this binary instead of building one
-#   NATLAB_JOBS=n      jobs in the series (default 8)
-#   NATLAB_REACH=auto|private   reachability of NATed nodes (default auto)
+#   NATLAB_JOBS=n      jobs per pair (default 2)
 # Needs root, ip (iproute2) and nft (nftables). Uses only addresses inside
 # namespaces it creates, and removes them (and its processes) on exit.
 set -euo pipefail
 
-BENCH=0 KEEP=0 AUTHS=2
+BENCH=0 KEEP=0 IMPAIR=0 QUICK=0
 for a in "$@"; do
 	case "$a" in
 	--bench) BENCH=1 ;;
 	--keep) KEEP=1 ;;
-	--one-authority) AUTHS=1 ;;
-	-h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+	--impair) IMPAIR=1 ;;
+	--quick) QUICK=1 ;;
+	-h | --help) sed -n '2,43p' "$0"; exit 0 ;;
 	*) echo "natlab: unknown argument $a" >&2; exit 2 ;;
 	esac
 done
-JOBS=${NATLAB_JOBS:-8}
-REACH=${NATLAB_REACH:-auto}
+JOBS=${NATLAB_JOBS:-2}
+DELAY=${NATLAB_DELAY:-40}
+LOSS=${NATLAB_LOSS:-1}
 
 die() { echo "natlab: FAIL: $*" >&2; exit 1; }
 log() { printf '[%6.2fs] %s\n' "$(elapsed)" "$*"; }
@@ -74,7 +93,7 @@ teardown() {
 		for f in "$WORK"/*/node.log; do
 			[[ -f $f ]] || continue
 			echo "--- $f" >&2
-			tail -n 15 "$f" >&2
+			grep -v "listening on" "$f" | tail -n 8 >&2
 		done
 	elif [[ $KEEP == 0 ]]; then
 		rm -rf "$WORK"
@@ -86,7 +105,7 @@ teardown() {
 trap teardown EXIT
 trap 'exit 130' INT TERM
 
-# ---------------------------------------------------------------- binary
+# ---------------------------------------------------------------- binaries
 if [[ -n ${P2PNODE_BIN:-} ]]; then
 	BIN=$P2PNODE_BIN
 else
@@ -95,94 +114,54 @@ else
 	(cd "$ROOT" && go build -o "$BIN" ./cmd/p2pnode) || die "go build failed"
 fi
 [[ -x $BIN ]] || die "no binary at $BIN"
+if [[ $IMPAIR == 1 && $DELAY != 0 ]]; then
+	if [[ -n ${NATLAB_WANEM:-} ]]; then
+		WANEM=$NATLAB_WANEM
+	else
+		WANEM=$WORK/wanem
+		(cd "$ROOT" && go build -o "$WANEM" ./node/nattest/wanem) || die "go build wanem failed"
+	fi
+fi
+
+# ---------------------------------------------------------------- the grid
+# Main grid: every client with every worker. Hairpin pairs: alone.
+TYPES=(none full addr port symmetric)
+KEYS=(N F A P S)
+if [[ $QUICK == 1 ]]; then
+	# Under impairment in CI: the reversal cells, a hole-punched pair and
+	# the relay-only ones; the full grid runs without --quick.
+	TYPES=(full addr port symmetric)
+	KEYS=(F A P S)
+fi
+declare -A TYPE
+for i in "${!KEYS[@]}"; do TYPE[w${KEYS[$i]}]=${TYPES[$i]} TYPE[c${KEYS[$i]}]=${TYPES[$i]}; done
+TYPE[wH]=hairpin TYPE[cH]=hairpin TYPE[wX]=no-hairpin TYPE[cX]=no-hairpin
+WORKERS=() CLIENTS=()
+for k in "${KEYS[@]}"; do WORKERS+=("w$k"); CLIENTS+=("c$k"); done
+WORKERS+=(wH wX) CLIENTS+=(cH cX)
+# pairs_of CLIENT: the workers it may use.
+pairs_of() {
+	case $1 in
+	cH) echo wH ;;
+	cX) echo wX ;;
+	*) for k in "${KEYS[@]}"; do printf 'w%s ' "$k"; done ;;
+	esac
+}
+
+# expect CLIENT-TYPE WORKER-TYPE: "direct" or "relayed: why".
+expect() {
+	local c=$1 w=$2
+	case "$c/$w" in
+	hairpin/hairpin) echo direct ;;
+	no-hairpin/no-hairpin) echo "relayed: same NAT, no hairpin, LANs isolated" ;;
+	none/* | */none) echo direct ;;
+	symmetric/symmetric) echo "relayed: both symmetric, no port to aim at" ;;
+	symmetric/port | port/symmetric) echo "relayed: symmetric mapping vs port-restricted filter" ;;
+	*) echo direct ;;
+	esac
+}
 
 # ---------------------------------------------------------------- network
-ns() { echo "$ID-$1"; }
-mkns() { ip netns add "$(ns "$1")"; NSS+=("$(ns "$1")"); nsx "$1" ip link set lo up; }
-nsx() { local n=$1; shift; ip netns exec "$(ns "$n")" "$@"; }
-
-WAN=10.99.0
-mkns wan
-nsx wan ip link add br0 type bridge
-nsx wan ip link set br0 up
-
-# wanlink NAME IP: a veth from namespace NAME to the WAN bridge.
-wanlink() {
-	local n=$1 addr=$2
-	ip link add "$ID$n" type veth peer name wan netns "$(ns "$n")"
-	ip link set "$ID$n" netns "$(ns wan)"
-	nsx wan ip link set "$ID$n" master br0 up
-	nsx "$n" ip addr add "$addr/24" dev wan
-	nsx "$n" ip link set wan up
-}
-
-# nat NAME LANNET TYPE: a router namespace with a LAN side and a NAT.
-router() {
-	local n=$1 wanip=$2 lan=$3 kind=$4
-	mkns "$n"
-	wanlink "$n" "$wanip"
-	nsx "$n" sysctl -qw net.ipv4.ip_forward=1
-	local mode="masquerade"
-	[[ $kind == symmetric ]] && mode="masquerade fully-random"
-	nsx "$n" nft -f - <<-EOF
-		table ip nat {
-			chain post { type nat hook postrouting priority srcnat; oifname "wan" $mode; }
-		}
-		table inet fw {
-			chain input { type filter hook input priority filter; policy accept;
-				iifname "wan" ct state established,related accept
-				iifname "wan" drop
-			}
-			chain forward { type filter hook forward priority filter; policy accept;
-				iifname "wan" ct state established,related accept
-				iifname "wan" drop
-			}
-		}
-	EOF
-}
-
-# host NAME ROUTER LAN.X: a namespace on ROUTER's LAN, default route via it.
-lanhost() {
-	local n=$1 r=$2 lan=$3 x=$4
-	mkns "$n"
-	ip link add "$ID$n" type veth peer name eth0 netns "$(ns "$n")"
-	ip link set "$ID$n" netns "$(ns "$r")"
-	nsx "$r" ip addr add "$lan.1/24" dev "$ID$n"
-	nsx "$r" ip link set "$ID$n" up
-	nsx "$n" ip addr add "$lan.$x/24" dev eth0
-	nsx "$n" ip link set eth0 up
-	nsx "$n" ip route add default via "$lan.1"
-}
-
-log "namespaces $ID-*: WAN $WAN.0/24, LANs 192.168.{1,2,3}.0/24"
-mkns a1; wanlink a1 $WAN.11
-[[ $AUTHS == 2 ]] && { mkns a2; wanlink a2 $WAN.12; }
-router r1 $WAN.21 192.168.1 cone
-router r2 $WAN.22 192.168.2 cone
-router r3 $WAN.23 192.168.3 symmetric
-lanhost w1 r1 192.168.1 10
-lanhost c1 r2 192.168.2 10
-lanhost w3 r3 192.168.3 10
-# (connectivity is proven by the nodes themselves: no ping needed)
-
-# ---------------------------------------------------------------- nodes
-# The lab's "internet" is private space; libp2p only hole punches from public
-# addresses, so the nodes are told to treat it as public (see node/host.go).
-export P2PNODE_PUBLIC_CIDRS=$WAN.0/24
-
-# start NAME ROLE [flags...]: run p2pnode in namespace NAME.
-start() {
-	local n=$1 role=$2; shift 2
-	mkdir -p "$WORK/$n"
-	# ip netns exec execs the node in place, so $! is the node itself (a
-	# shell function here would put a subshell in between, and killing
-	# that would orphan the node).
-	ip netns exec "$(ns "$n")" env P2PNODE_DATA="$WORK/$n" "$BIN" --data-dir "$WORK/$n" --role "$role" \
-		--ready-file "$WORK/$n/ready.json" "$@" >"$WORK/$n/node.log" 2>&1 &
-	PIDS+=($!)
-	eval "START_$n=$(now_ms)"
-}
-
 # wait_for WHAT SECONDS CMD...: poll CMD until it succeeds or time is up.
 wait_for() {
 	local what=$1 secs=$2; shift 2
@@ -193,7 +172,170 @@ wait_for() {
 	done
 }
 
+ns() { echo "$ID-$1"; }
+mkns() { ip netns add "$(ns "$1")"; NSS+=("$(ns "$1")"); nsx "$1" ip link set lo up; }
+nsx() { local n=$1; shift; ip netns exec "$(ns "$n")" "$@"; }
+
+WAN=10.99.0
+mkns wan
+nsx wan ip link add br0 type bridge
+nsx wan ip link set br0 up
+
+# wanlink NAME IP: NAME's "wan" interface on the WAN bridge: a veth, or with
+# --impair two TAP devices joined by the forwarder (node/nattest/wanem),
+# which delays and drops what NAME sends (its egress, like netem would).
+wanlink() {
+	local n=$1 addr=$2
+	if [[ $IMPAIR == 1 && $DELAY != 0 ]]; then
+		"$WANEM" -a-ns "/var/run/netns/$(ns "$n")" -a wan -b-ns "/var/run/netns/$(ns wan)" -b "$ID$n" \
+			-delay "${DELAY}ms" -jitter "$((DELAY / 4))ms" -loss "$LOSS" >"$WORK/wanem-$n.log" 2>&1 &
+		PIDS+=($!)
+		wait_for "the WAN emulator of $n" 5 nsx wan ip link show "$ID$n"
+		wait_for "the WAN emulator of $n" 5 nsx "$n" ip link show wan
+		nsx wan ip link set "$ID$n" master br0 up
+	else
+		ip link add "$ID$n" type veth peer name wan netns "$(ns "$n")"
+		ip link set "$ID$n" netns "$(ns wan)"
+		nsx wan ip link set "$ID$n" master br0 up
+	fi
+	nsx "$n" ip addr add "$addr/24" dev wan
+	nsx "$n" ip link set wan up
+	if [[ $IMPAIR == 1 && $DELAY == 0 ]]; then
+		# Loss only: nftables drops at random on the way out.
+		nsx "$n" nft -f - <<-EOF
+			table inet impair {
+				chain out { type filter hook postrouting priority 300; oifname "wan" numgen random mod 100 < $LOSS drop; }
+			}
+		EOF
+	fi
+}
+
+# lanlink ROUTER HOST NET: HOST at NET.10 behind ROUTER (NET.1).
+lanlink() {
+	local r=$1 n=$2 lan=$3
+	mkns "$n"
+	ip link add "$ID$n" type veth peer name eth0 netns "$(ns "$n")"
+	ip link set "$ID$n" netns "$(ns "$r")"
+	nsx "$r" ip addr add "$lan.1/24" dev "$ID$n"
+	nsx "$r" ip link set "$ID$n" up
+	nsx "$n" ip addr add "$lan.10/24" dev eth0
+	nsx "$n" ip link set eth0 up
+	nsx "$n" ip route add default via "$lan.1"
+}
+
+FW_COMMON='
+	table inet fw {
+		chain input { type filter hook input priority filter; policy accept;
+			iifname "wan" ct state established,related accept
+			iifname "wan" drop
+		}
+		chain forward { type filter hook forward priority filter; policy accept;
+			iifname "wan" ct state established,related accept
+			iifname "wan" ct status dnat accept
+			iifname "wan" drop
+			ip saddr 192.168.0.0/16 ip daddr 192.168.0.0/16 ct status dnat accept
+			ip saddr 192.168.0.0/16 ip daddr 192.168.0.0/16 ct state established,related accept
+			ip saddr 192.168.0.0/16 ip daddr 192.168.0.0/16 drop
+		}
+	}'
+
+# natnode NODE TYPE IDX: NODE behind its own router of TYPE, WAN .(100+IDX),
+# LAN 192.168.IDX.0/24; or on the WAN itself (.(40+IDX)) for type none.
+natnode() {
+	local n=$1 kind=$2 i=$3
+	if [[ $kind == none ]]; then
+		mkns "$n"
+		wanlink "$n" "$WAN.$((40 + i))"
+		return
+	fi
+	local r="r$n" h="192.168.$i.10"
+	mkns "$r"
+	wanlink "$r" "$WAN.$((100 + i))"
+	nsx "$r" sysctl -qw net.ipv4.ip_forward=1
+	lanlink "$r" "$n" "192.168.$i"
+	local pre="" post="masquerade"
+	case $kind in
+	full) pre="iifname \"wan\" meta l4proto { tcp, udp } th dport 4001 dnat ip to $h" ;;
+	addr)
+		pre="iifname \"wan\" ip saddr @seen meta l4proto { tcp, udp } th dport 4001 dnat ip to $h"
+		post="update @seen { ip daddr } masquerade"
+		;;
+	port) ;;
+	symmetric) post="masquerade fully-random" ;;
+	*) die "unknown NAT type $kind" ;;
+	esac
+	nsx "$r" nft -f - <<-EOF
+		table ip nat {
+			set seen { type ipv4_addr; flags dynamic,timeout; timeout 10m; }
+			chain pre { type nat hook prerouting priority dstnat; $pre; }
+			chain post { type nat hook postrouting priority srcnat; oifname "wan" $post; }
+		}
+		$FW_COMMON
+	EOF
+}
+
+# hairpin ROUTER HAIRPIN WORKER CLIENT IDX: both behind one router with a
+# fixed mapping each (public :4001 and :4002), reachable from anywhere;
+# with HAIRPIN=1 the router also maps LAN traffic to its public address.
+hairpin() {
+	local r=$1 hp=$2 w=$3 c=$4 i=$5
+	local pub="$WAN.$((100 + i))" hw="192.168.$i.10" hc="192.168.$((i + 1)).10"
+	mkns "$r"
+	wanlink "$r" "$pub"
+	nsx "$r" sysctl -qw net.ipv4.ip_forward=1
+	lanlink "$r" "$w" "192.168.$i"
+	lanlink "$r" "$c" "192.168.$((i + 1))"
+	local from='iifname "wan"' loop=""
+	if [[ $hp == 1 ]]; then
+		from=""
+		loop="ct status dnat ip saddr 192.168.0.0/16 ip daddr 192.168.0.0/16 masquerade"
+	fi
+	nsx "$r" nft -f - <<-EOF
+		table ip nat {
+			chain pre { type nat hook prerouting priority dstnat;
+				$from ip daddr $pub meta l4proto { tcp, udp } th dport 4001 dnat ip to $hw:4001
+				$from ip daddr $pub meta l4proto { tcp, udp } th dport 4002 dnat ip to $hc:4001
+			}
+			chain post { type nat hook postrouting priority srcnat;
+				oifname "wan" ip saddr $hw meta l4proto { tcp, udp } th sport 4001 snat ip to $pub:4001
+				oifname "wan" ip saddr $hc meta l4proto { tcp, udp } th sport 4001 snat ip to $pub:4002
+				oifname "wan" masquerade
+				$loop
+			}
+		}
+		$FW_COMMON
+	EOF
+}
+
+log "namespaces $ID-*: WAN $WAN.0/24$([[ $IMPAIR == 1 ]] && echo ", impaired: ${DELAY}ms delay, $LOSS% loss per link")"
+mkns a1; wanlink a1 $WAN.11
+mkns a2; wanlink a2 $WAN.12
+i=1
+for k in "${KEYS[@]}"; do
+	natnode "w$k" "${TYPE[w$k]}" $i
+	natnode "c$k" "${TYPE[c$k]}" $((i + 10))
+	i=$((i + 1))
+done
+hairpin rH 1 wH cH 60
+hairpin rX 0 wX cX 62
+
+# ---------------------------------------------------------------- nodes
+# The lab's "internet" is private space; libp2p only hole punches from public
+# addresses, so the nodes are told to treat it as public (see node/host.go).
+export P2PNODE_PUBLIC_CIDRS=$WAN.0/24
+
+# start NAME ROLE [flags...]: run p2pnode in namespace NAME.
+start() {
+	local n=$1 role=$2; shift 2
+	mkdir -p "$WORK/$n"
+	# ip netns exec execs the node in place, so $! is the node itself.
+	ip netns exec "$(ns "$n")" env P2PNODE_DATA="$WORK/$n" "$BIN" --data-dir "$WORK/$n" --role "$role" \
+		--ready-file "$WORK/$n/ready.json" "$@" >"$WORK/$n/node.log" 2>&1 &
+	PIDS+=($!)
+}
+
 peer_id() { sed -n 's/.*"peer_id": *"\([^"]*\)".*/\1/p' "$WORK/$1/ready.json" | head -1; }
+init_id() { "$BIN" init --data-dir "$WORK/$1" | sed -n 's/^peer ID: *//p'; }
 events() { cat "$WORK/$1/events.jsonl" 2>/dev/null || true; }
 # ev_ms NAME PATTERN: wall time (ms) of NAME's first event line matching PATTERN.
 ev_ms() {
@@ -202,132 +344,156 @@ ev_ms() {
 	date -d "$(sed -n 's/.*"t":"\([^"]*\)".*/\1/p' <<<"$line")" +%s%3N
 }
 
-authcfg() {
-	cat >"$WORK/$1/config.yaml" <<-EOF
+for a in a1 a2; do
+	mkdir -p "$WORK/$a"
+	cat >"$WORK/$a/config.yaml" <<-EOF
 		authority:
 		  heartbeat: 5s
 		  ttl: 20s
 		  grant:
 		    amount: 1000
 	EOF
-}
-
-mkdir -p "$WORK/a1" "$WORK/a2"
-authcfg a1
+done
 start a1 authority --listen /ip4/$WAN.11/tcp/4001 --listen /ip4/$WAN.11/udp/4001/quic-v1 --reachability public
 wait_for "authority 1" 15 test -s "$WORK/a1/ready.json"
 A1="/ip4/$WAN.11/tcp/4001/p2p/$(peer_id a1)"
-BOOT=(--bootstrap "$A1")
-if [[ $AUTHS == 2 ]]; then
-	authcfg a2
-	start a2 authority --listen /ip4/$WAN.12/tcp/4001 --listen /ip4/$WAN.12/udp/4001/quic-v1 --reachability public --bootstrap "$A1"
-	wait_for "authority 2" 15 test -s "$WORK/a2/ready.json"
-	BOOT+=(--bootstrap "/ip4/$WAN.12/tcp/4001/p2p/$(peer_id a2)")
-fi
-log "authorities up: $AUTHS"
+start a2 authority --listen /ip4/$WAN.12/tcp/4001 --listen /ip4/$WAN.12/udp/4001/quic-v1 --reachability public --bootstrap "$A1"
+wait_for "authority 2" 15 test -s "$WORK/a2/ready.json"
+BOOT=(--bootstrap "$A1" --bootstrap "/ip4/$WAN.12/tcp/4001/p2p/$(peer_id a2)")
+log "authorities up"
 
-LEAF=(--listen /ip4/0.0.0.0/tcp/4001 --listen /ip4/0.0.0.0/udp/4001/quic-v1 --reachability "$REACH")
-start w1 worker "${LEAF[@]}" "${BOOT[@]}" --slots 2
-start w3 worker "${LEAF[@]}" "${BOOT[@]}" --slots 2
-start c1 client "${LEAF[@]}" "${BOOT[@]}"
-for n in w1 w3 c1; do wait_for "$n up" 15 test -s "$WORK/$n/ready.json"; done
-W1=$(peer_id w1) W3=$(peer_id w3) C1=$(peer_id c1)
+# Identities first: each worker refuses the clients outside its pairs.
+declare -A PID_OF
+for c in "${CLIENTS[@]}"; do PID_OF[$c]=$(init_id "$c"); done
+for w in "${WORKERS[@]}"; do
+	PID_OF[$w]=$(init_id "$w")
+	deny=()
+	for c in "${CLIENTS[@]}"; do
+		[[ " $(pairs_of "$c") " == *" $w "* ]] || deny+=("${PID_OF[$c]}")
+	done
+	{
+		echo "worker:"
+		echo "  slots: 2"
+		echo "  module_cache: $WORK/modules" # one compile, not one per worker
+		echo "  deny: [$(IFS=,; echo "${deny[*]}")]"
+	} >"$WORK/$w/config.yaml"
+done
+LEAF=(--listen /ip4/0.0.0.0/tcp/4001 --listen /ip4/0.0.0.0/udp/4001/quic-v1)
+for w in "${WORKERS[@]}"; do start "$w" worker "${LEAF[@]}" "${BOOT[@]}"; done
+for c in "${CLIENTS[@]}"; do start "$c" client "${LEAF[@]}" "${BOOT[@]}"; done
+for n in "${WORKERS[@]}" "${CLIENTS[@]}"; do wait_for "$n up" 20 test -s "$WORK/$n/ready.json"; done
 
 status() { nsx "$1" "$BIN" status --json --data-dir "$WORK/$1" 2>/dev/null; }
-# registered_relayed NAME: registered with an authority and holding a relay address.
-registered_relayed() {
+# registered_relayed NAME: registered with both authorities and, behind a
+# NAT, holding a relay address.
+registered() {
 	local st
 	st=$(status "$1") || return 1
-	grep -q '"registered": true' <<<"$st" && grep -q '"relay_addrs"' <<<"$st"
+	[[ $(grep -c '"registered": true' <<<"$st") -ge 2 ]] || return 1
+	[[ ${TYPE[$1]} == none ]] || grep -q '"relay_addrs"' <<<"$st"
 }
-wait_for "w1 registered with a relay address" 20 registered_relayed w1
-REG_W1=$(now_ms)
-wait_for "w3 registered with a relay address" 20 registered_relayed w3
-log "workers registered through their NATs, relay addresses reserved"
-# The event logs are flushed every 200 ms: the line may trail the status.
-wait_for "w1's registered event" 5 ev_ms w1 '"kind":"registered"'
-R1=$(($(ev_ms w1 '"kind":"registered"') - START_w1))
-RELAY1=$((REG_W1 - START_w1))
+for w in "${WORKERS[@]}"; do wait_for "$w registered (relay address if NATed)" 30 registered "$w"; done
+log "workers registered through their NATs: ${WORKERS[*]}"
 
 # ---------------------------------------------------------------- series
-cat >"$WORK/pi.yaml" <<-EOF
-	name: natlab-pi
-	module: builtin:pi
-	args: ["-seed", "{seed}", "-samples", "200000"]
-	params:
-	  seed: {from: 1, to: $JOBS}
-	outputs: [result.json]
-	resources: {memory: 64MiB, timeout: 30s}
-	strategy: balanced
-	retries: 2
-	results: $WORK/results
-EOF
-log "submitting $JOBS pi jobs from the client"
+log "submitting from ${#CLIENTS[@]} clients at once"
+SUBS=()
+for c in "${CLIENTS[@]}"; do
+	n=$(($(pairs_of "$c" | wc -w) * JOBS))
+	cat >"$WORK/$c.yaml" <<-EOF
+		name: natlab-${c,,}
+		module: builtin:trivial
+		params:
+		  i: {from: 1, to: $n}
+		resources: {memory: 16MiB, timeout: 30s}
+		strategy: balanced
+		retries: 2
+		results: $WORK/results-$c
+	EOF
+	timeout 240 ip netns exec "$(ns "$c")" "$BIN" submit "$WORK/$c.yaml" --data-dir "$WORK/$c" --json \
+		>"$WORK/$c.submit.jsonl" 2>"$WORK/$c.submit.err" &
+	SUBS+=("$!:$c")
+done
 SUBMIT0=$(now_ms)
-timeout 90 ip netns exec "$(ns c1)" "$BIN" submit "$WORK/pi.yaml" --data-dir "$WORK/c1" --json \
-	>"$WORK/submit.jsonl" 2>"$WORK/submit.err" || { cat "$WORK/submit.err" >&2; die "series did not complete"; }
-SUBMIT1=$(now_ms)
-log "series done in $(((SUBMIT1 - SUBMIT0)))ms"
-
-# ---------------------------------------------------------------- paths
-# path PEER: the client's best connection to PEER now (status --json).
-path_to() {
-	{ status c1 | tr -d ' \n' | grep -o "{\"id\":\"$1\",\"conn\":\"[a-z]*\"" || true; } |
-		sed 's/.*"conn":"\([a-z]*\)"/\1/' | sort -u | paste -sd, -
-}
-# direct_ms PEER: first relayed connection to PEER -> first direct one.
-direct_ms() {
-	local r d
-	r=$(ev_ms c1 "\"kind\":\"connected\",\"peer\":\"$1\".*\"conn\":\"relayed\"") || return 1
-	d=$(ev_ms c1 "\"kind\":\"connected\",\"peer\":\"$1\".*\"conn\":\"direct\"") || return 1
-	echo $((d - r))
-}
-jobs_via() { grep '"kind":"outcome"' "$WORK/submit.jsonl" | grep '"status":"done"' | grep -c "\"worker\":\"$1\"" || true; }
-stream_via() { { events c1 | grep '"kind":"job_stream"' | grep "\"peer\":\"$1\"" || true; } | sed -n 's/.*"conn":"\([a-z]*\)".*/\1/p' | sort -u | paste -sd, -; }
-
-has_direct() { status c1 | tr -d ' \n' | grep -q "{\"id\":\"$1\",\"conn\":\"direct\""; }
-wait_for "a direct connection client<->w1" 30 has_direct "$W1"
+FAILED=()
+for s in "${SUBS[@]}"; do
+	wait "${s%%:*}" || FAILED+=("${s#*:}")
+done
+log "series done in $(($(now_ms) - SUBMIT0))ms"
+for c in "${FAILED[@]}"; do echo "--- $c:" >&2; tail -5 "$WORK/$c.submit.err" >&2; done
+[[ ${#FAILED[@]} == 0 ]] || die "series did not complete: ${FAILED[*]}"
 sleep 0.3 # the event logs flush every 200 ms
-P1=$(path_to "$W1") P3=$(path_to "$W3")
-D1=$(direct_ms "$W1" || echo -)
-D3=$(direct_ms "$W3" || echo -)
-J1=$(jobs_via "$W1") J3=$(jobs_via "$W3")
-S1=$(stream_via "$W1") S3=$(stream_via "$W3")
 
-fmt_ms() { [[ $1 == - ]] && echo - || awk -v m="$1" 'BEGIN{printf "%.2fs", m/1000}'; }
-echo
-echo "NAT grid (client behind cone NAT r2)"
-printf '  %-12s %-18s %-16s %-16s %-16s %s\n' PAIR "NATS" "CONNECTION" "JOB STREAM" "TO DIRECT" JOBS
-printf '  %-12s %-18s %-16s %-16s %-16s %s\n' client-w1 "cone / cone" "$P1" "${S1:--}" "$(fmt_ms "$D1")" "$J1"
-printf '  %-12s %-18s %-16s %-16s %-16s %s\n' client-w3 "cone / symmetric" "$P3" "${S3:--}" "$(fmt_ms "$D3")" "$J3"
-echo
+# ---------------------------------------------------------------- grid
+# has_direct C W: the client's status lists a direct connection to W now.
+has_direct() { status "$1" | tr -d ' \n' | grep -q "{\"id\":\"${PID_OF[$2]}\",\"conn\":\"direct\""; }
+# to_direct C W: ms from first contact to the first direct connection; 0
+# when the first contact was direct; empty when never direct.
+to_direct() {
+	local p=${PID_OF[$2]} f d
+	f=$(ev_ms "$1" "\"kind\":\"connected\",\"peer\":\"$p\"") || return 0
+	d=$(ev_ms "$1" "\"kind\":\"connected\",\"peer\":\"$p\".*\"conn\":\"direct\"") || return 0
+	echo $((d - f))
+}
+# jobs C W CONN: jobs of C finished by W over CONN.
+jobs() { events "$1" | grep '"kind":"job_finished"' | grep "\"peer\":\"${PID_OF[$2]}\"" | grep -c "\"conn\":\"$3\"" || true; }
+fmt_ms() { [[ -z $1 ]] && echo - || awk -v m="$1" 'BEGIN{printf "%.2fs", m/1000}'; }
 
-echo "p2pnode status of the client (c1):"
-nsx c1 "$BIN" status --data-dir "$WORK/c1" | sed 's/^/  /' || true
+BAD=()
+GRID=$WORK/grid.txt
+{
+	printf '%-24s %-9s %-8s %-9s %-9s %s\n' "CLIENT / WORKER" "PATH" "TO DIRECT" "JOBS D/R" "EXPECTED" "CHECK"
+	for c in "${CLIENTS[@]}"; do
+		for w in $(pairs_of "$c"); do
+			want=$(expect "${TYPE[$c]}" "${TYPE[$w]}")
+			why=""
+			[[ $want == relayed:* ]] && why=" (${want#relayed: })"
+			t=$(to_direct "$c" "$w")
+			jd=$(jobs "$c" "$w" direct) jr=$(jobs "$c" "$w" relayed)
+			path=relayed
+			has_direct "$c" "$w" && path=direct
+			ok=ok
+			if [[ $want == direct ]]; then
+				if [[ $path != direct ]]; then
+					ok="NOT DIRECT"
+				elif [[ -z $t || $t -gt 5000 ]]; then
+					ok="SLOW ($(fmt_ms "$t"))"
+				elif [[ $jr -gt 0 ]]; then
+					ok="JOBS RELAYED"
+				fi
+			elif [[ $path == direct ]]; then
+				ok="UNEXPECTED DIRECT"
+			fi
+			[[ $ok == ok ]] || BAD+=("$c-$w: $ok")
+			printf '%-24s %-9s %-9s %-9s %-9s %s\n' "${TYPE[$c]} / ${TYPE[$w]}" "$path" "$(fmt_ms "$t")" "$jd/$jr" \
+				"${want%%:*}" "$ok${why}"
+		done
+	done
+} >"$GRID"
+echo
+echo "NAT grid$([[ $IMPAIR == 1 ]] && echo " (impaired: ${DELAY}ms +-$((DELAY / 4))ms delay, $LOSS% loss on every WAN link)"): client / worker, path now, first contact -> direct, jobs direct/relayed"
+sed 's/^/  /' "$GRID"
 echo
 
 # ---------------------------------------------------------------- asserts
-[[ $P1 == *direct* ]] || die "client<->w1 (cone/cone) not direct: $P1"
-[[ $P3 == relayed ]] || die "client<->w3 (cone/symmetric) should be relayed only, is: $P3"
-[[ $((J1 + J3)) -ge $JOBS ]] || die "only $((J1 + J3)) of $JOBS jobs finished"
-[[ -z $S3 || $S3 == relayed ]] || die "w3's job stream should be relayed: $S3"
-grep -q '"kind":"done"' "$WORK/submit.jsonl" || die "submit reported no summary"
+for c in "${CLIENTS[@]}"; do
+	grep -q '"kind":"done"' "$WORK/$c.submit.jsonl" || die "$c: submit reported no summary"
+	want=$(($(pairs_of "$c" | wc -w) * JOBS))
+	got=$(grep '"kind":"outcome"' "$WORK/$c.submit.jsonl" | grep -c '"status":"done"' || true)
+	[[ $got == "$want" ]] || die "$c: $got of $want jobs done"
+done
+# The address-restricted worker looks public to AutoNAT (the dial-back
+# comes from an authority it has sent to) yet must keep its relay route.
+grep -q '"relay_addrs"' <<<"$(status wA)" || die "wA (address-restricted) holds no relay reservation"
+[[ ${#BAD[@]} == 0 ]] || die "cells not as possible: ${BAD[*]}"
 
 if [[ $BENCH == 1 ]]; then
-	# Round trip per job: client time from dispatch to result minus the
-	# worker's run time (summary.jsonl: seconds, run_ms), median per path.
-	rtt() {
-		local f
-		f=$(find "$WORK/results" -name summary.jsonl | head -1)
-		[[ -n $f ]] || { echo -; return; }
-		grep "\"worker\":\"$1\"" "$f" | sed -n 's/.*"seconds":\([0-9.e-]*\).*"run_ms":\([0-9]*\).*/\1 \2/p' |
-			awk '{print $1*1000-$2}' | sort -n | awk '{a[NR]=$1} END{if(NR==0)print "-"; else printf "%.1f\n", a[int((NR+1)/2)]}'
-	}
-	echo "natlab | worker start -> registered (behind cone NAT)      | $R1 ms"
-	echo "natlab | worker start -> registered with relay address     | $RELAY1 ms"
-	echo "natlab | first relayed contact -> direct (cone/cone, DCUtR) | ${D1} ms"
-	echo "natlab | job overhead (round trip - run), direct (median)   | $(rtt "$W1") ms"
-	echo "natlab | job overhead (round trip - run), relayed (median)  | $(rtt "$W3") ms"
-	echo "natlab | series of $JOBS pi jobs, wall                        | $((SUBMIT1 - SUBMIT0)) ms"
+	echo "natlab | series from ${#CLIENTS[@]} clients at once, wall       | $(($(now_ms) - SUBMIT0)) ms"
+	for c in "${CLIENTS[@]}"; do
+		for w in $(pairs_of "$c"); do
+			t=$(to_direct "$c" "$w")
+			[[ -n $t ]] && echo "natlab | first contact -> direct, ${TYPE[$c]} / ${TYPE[$w]} | $t ms"
+		done
+	done
 fi
 echo "natlab: PASS ($(elapsed)s)"

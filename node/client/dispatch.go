@@ -538,7 +538,18 @@ func (d *dispatch) worker(ctx context.Context, id peer.ID) error {
 	if err := d.lockAwards(ctx, id); err != nil { // pay.go
 		return err
 	}
-	d.c.awaitDirect(ctx, id, DirectWait)
+	for {
+		d.c.awaitDirect(ctx, id, DirectWait)
+		if err := d.stream(ctx, off); !errors.Is(err, errMoved) {
+			return err
+		}
+	}
+}
+
+// stream runs one job stream to the worker. A relayed one ends with
+// errMoved once a direct connection appears (migrate.go).
+func (d *dispatch) stream(ctx context.Context, off Offer) error {
+	id := off.Worker
 	st, err := d.c.h.NewStream(network.WithAllowLimitedConn(ctx, "p2pjobs job"), id, protocols.Job)
 	if err != nil {
 		return fmt.Errorf("open job stream: %w", err)
@@ -570,6 +581,11 @@ func (d *dispatch) worker(ctx context.Context, id peer.ID) error {
 	)
 	progress := make(chan struct{}, 1)
 	broken := make(chan struct{})
+	moved, unwatch := d.c.directAppears(st)
+	defer unwatch()
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
+	quit := either(sctx, broken, moved) // stop taking jobs for this stream
 	acks := make(chan *pb.ModuleAck, 1)
 	readErr := make(chan error, 1)
 	go func() { // reader: owned by this function, ends when the stream does
@@ -658,6 +674,7 @@ func (d *dispatch) worker(ctx context.Context, id peer.ID) error {
 		_ = st.SetWriteDeadline(time.Now().Add(protocols.JobIdleTimeout))
 		return bw.Flush()
 	}
+send:
 	for {
 		select {
 		case window <- struct{}{}:
@@ -667,13 +684,15 @@ func (d *dispatch) worker(ctx context.Context, id peer.ID) error {
 			}
 			select {
 			case window <- struct{}{}:
+			case <-moved:
+				break send
 			case <-broken:
 				return <-readErr
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 		}
-		j, aw := d.next(ctx, id, broken, flush)
+		j, aw := d.next(ctx, id, quit, flush)
 		if j < 0 {
 			<-window
 			if err := flush(); err != nil {
@@ -730,6 +749,10 @@ func (d *dispatch) worker(ctx context.Context, id peer.ID) error {
 			return err
 		}
 		_ = st.Close()
+		if closed(moved) && !d.seriesOver() {
+			d.c.log.Emit(events.Event{Kind: "job_stream_moved", Peer: id.String(), Series: d.s.ID})
+			return errMoved
+		}
 		return nil
 	case <-late:
 		_ = st.Reset()
