@@ -261,9 +261,11 @@ func (s *settler) present(ctx context.Context, client peer.ID, cs []*claimState,
 	}
 	// The release names our home: only there can it be claimed.
 	req := &pb.SettleRequest{Home: []byte(s.a.Home())}
+	s.mu.Lock() // AckReceipt may set c.ack while we read it
 	for _, c := range cs {
 		req.Claims = append(req.Claims, &pb.ReceiptClaim{Receipt: c.sr, ClientAck: c.ack})
 	}
+	s.mu.Unlock()
 	resp, err := Call(ctx, s.a.h, home, &pb.LedgerRequest{Req: &pb.LedgerRequest_Settle{Settle: req}})
 	if err != nil {
 		s.mu.Lock()
