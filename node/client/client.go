@@ -127,6 +127,10 @@ type Series struct {
 	// it first, and it hands back the results it kept instead of running
 	// (and being paid for) them again.
 	Affinity map[int]peer.ID
+	// Prior maps jobs (indexes in Jobs) to the award a crashed run sent
+	// them under (from its sent journal): a receipt the worker kept from
+	// that run names this bid, and is expected, not disputed.
+	Prior map[int]PriorSend
 }
 
 // Job is one job of a series.
@@ -217,6 +221,13 @@ func (e *NoBidsError) Error() string {
 
 func (e *NoBidsError) Unwrap() error { return ErrNoWorkers }
 
+// PriorSend is the award a crashed run sent one job under.
+type PriorSend struct {
+	Worker peer.ID
+	BidID  []byte
+	Price  uint64
+}
+
 // Hooks let a caller follow a series as it runs. Each may be nil. They are
 // called from one goroutine at a time and must not call back into the
 // client.
@@ -227,7 +238,7 @@ type Hooks struct {
 	OnOutcome func(Outcome)
 	// OnSend is called as a job is sent to a worker (a resumed run's
 	// Series.Affinity is made of them).
-	OnSend func(job int, worker peer.ID)
+	OnSend func(job int, worker peer.ID, bid *pb.Bid)
 }
 
 // Run discovers workers, collects bids, dispatches every job and returns

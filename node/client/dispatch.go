@@ -36,15 +36,16 @@ type dispatch struct {
 	req       *pb.BidRequest // the series' bid request, for fresh rounds
 	hash      [32]byte
 	onOutcome func(Outcome)
-	onSend    func(int, peer.ID)
+	onSend    func(int, peer.ID, *pb.Bid)
 
 	mu       sync.Mutex // guards the fields below
 	m        *schedule.Machine
 	offers   map[peer.ID]Offer // each worker's latest bid
 	outcomes []Outcome
 	ended    []bool
-	first    []time.Time   // first dispatch of each job
-	changed  chan struct{} // closed and replaced on every state change
+	first    []time.Time         // first dispatch of each job
+	sentBid  map[sentKey]*pb.Bid // the bid each job was sent to each worker under: its receipt must name it
+	changed  chan struct{}       // closed and replaced on every state change
 	running  map[peer.ID]bool
 	lastErr  map[peer.ID]error
 	names    map[string]peer.ID // the machine's worker names (see name)
@@ -64,7 +65,7 @@ func newDispatch(c *Client, s *Series, req *pb.BidRequest, hash [32]byte, offers
 	d := &dispatch{c: c, s: s, req: req, hash: hash, offers: map[peer.ID]Offer{}, onOutcome: onOutcome,
 		outcomes: make([]Outcome, len(s.Jobs)), ended: make([]bool, len(s.Jobs)), first: make([]time.Time, len(s.Jobs)),
 		changed: make(chan struct{}), running: map[peer.ID]bool{}, lastErr: map[peer.ID]error{}, names: map[string]peer.ID{}, ids: map[peer.ID]string{},
-		awards: map[peer.ID][]*award{}, fresh: map[peer.ID]Offer{}, held: map[peer.ID]int{}, finished: make(chan struct{})}
+		awards: map[peer.ID][]*award{}, fresh: map[peer.ID]Offer{}, held: map[peer.ID]int{}, sentBid: map[sentKey]*pb.Bid{}, finished: make(chan struct{})}
 	for _, o := range offers {
 		d.offers[o.Worker] = o
 	}
@@ -416,14 +417,20 @@ func (d *dispatch) next(ctx context.Context, worker peer.ID, broken <-chan struc
 			if d.first[e.Job].IsZero() {
 				d.first[e.Job] = d.c.o.now()
 			}
+			aw := d.takeAwardLocked(worker) // pay.go
+			bid := d.offers[worker].Bid
+			if aw != nil {
+				bid = aw.offer.Bid
+			}
+			d.sentBid[sentKey{e.Job, worker}] = bid
 			if d.onSend != nil {
-				d.onSend(e.Job, worker) // under d.mu, like onOutcome
+				d.onSend(e.Job, worker, bid) // under d.mu, like onOutcome
 			}
 			if e.Backup {
 				d.c.log.Emit(events.Event{Kind: "job_backup", Peer: worker.String(), Series: d.s.ID, Job: d.s.Jobs[e.Job].ID})
 			}
 			d.broadcast()
-			return e.Job, d.takeAwardLocked(worker) // pay.go
+			return e.Job, aw
 		}
 		ch := d.changed
 		d.mu.Unlock()
@@ -520,7 +527,7 @@ func (d *dispatch) checkReceipt(worker peer.ID, idx int, r *pb.JobResult) error 
 		return fmt.Errorf("%w: names worker %s, client %s", ErrBadReceipt, peer.ID(rc.Worker), peer.ID(rc.Client))
 	case rc.SeriesId != d.s.ID || rc.JobId != d.s.Jobs[idx].ID:
 		return fmt.Errorf("%w: for job %s/%s", ErrBadReceipt, rc.SeriesId, rc.JobId)
-	case !d.awardedLocked(worker, rc): // pay.go
+	case !d.awardedLocked(idx, worker, rc): // pay.go
 		return fmt.Errorf("%w: bid %x at %d points is not this worker's award", ErrBadReceipt, rc.BidId, rc.Price)
 	case !bytes.Equal(rc.ResultHash, protocols.ResultHash(r)):
 		return fmt.Errorf("%w: result does not match its hash", ErrBadReceipt)

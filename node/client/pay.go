@@ -259,9 +259,22 @@ type Disputer interface {
 // awardedLocked reports whether a receipt names the award the client made
 // to worker: its bid and the bid's price. A receipt naming another bid
 // (another award's escrow) or another price is never acknowledged.
-func (d *dispatch) awardedLocked(worker peer.ID, rc *pb.Receipt) bool {
-	off, ok := d.offers[worker]
-	return ok && off.Bid != nil && bytes.Equal(rc.BidId, off.Bid.BidId) && rc.Price == off.Bid.PricePerJob
+//
+// It must name the very bid the job was sent to that worker under (an
+// extension's fresh bid, not any bid of the worker's), or, on a resumed
+// run, the bid the crashed run sent it under (a result the worker kept).
+func (d *dispatch) awardedLocked(idx int, worker peer.ID, rc *pb.Receipt) bool {
+	if b := d.sentBid[sentKey{idx, worker}]; b != nil && bytes.Equal(rc.BidId, b.BidId) && rc.Price == b.PricePerJob {
+		return true
+	}
+	p, ok := d.s.Prior[idx]
+	return ok && p.Worker == worker && len(p.BidID) > 0 && bytes.Equal(rc.BidId, p.BidID) && rc.Price == p.Price
+}
+
+// sentKey names one job sent to one worker.
+type sentKey struct {
+	job    int
+	worker peer.ID
 }
 
 // dispute files a dispute, with the receipt as evidence, for a receipt

@@ -248,7 +248,9 @@ func TestSeriesReclaimsExpiredEscrow(t *testing.T) {
 	cl := nodetest.StartWith(t, func(c *node.Config) {
 		c.Roles, c.Bootstrap = []string{node.RoleClient}, a
 	}, withLedger(t), fastSettle, node.WithLedgerAccountOptions(ledgersvc.WithRefundEvery(time.Hour)),
-		node.WithClientOptions(client.WithEscrowTTL(time.Second)))
+		// 2 s: the escrow must outlive the worker's settlement horizon (1 s
+		// in these tests) or the worker declines to work against it.
+		node.WithClientOptions(client.WithEscrowTTL(2*time.Second)))
 	nodetest.WaitFor(t, 10*time.Second, "registration", func() bool { return auth.Authority.Workers() == 1 })
 	series := func(id string, args ...[]string) {
 		t.Helper()
@@ -276,7 +278,7 @@ func TestSeriesReclaimsExpiredEscrow(t *testing.T) {
 	if got := refunds(); got != 0 {
 		t.Fatalf("refunded %d before expiry", got)
 	}
-	expired := time.Now().Add(time.Second + 100*time.Millisecond) // the escrow was locked before: TTL 1 s
+	expired := time.Now().Add(2*time.Second + 100*time.Millisecond) // the escrow was locked before: TTL 2 s
 	nodetest.WaitFor(t, 10*time.Second, "the escrow's expiry", func() bool { return time.Now().After(expired) })
 	series("second", ok)
 	if got := refunds(); got != 3 {

@@ -18,6 +18,7 @@ import (
 	"github.com/p2pjobs/p2pnode/node/client"
 	"github.com/p2pjobs/p2pnode/node/series"
 	"github.com/p2pjobs/p2pnode/protocols"
+	"github.com/p2pjobs/p2pnode/protocols/pb"
 )
 
 // SubmitRequest asks the node to run a series file.
@@ -105,11 +106,12 @@ func RunSpec(ctx context.Context, c *client.Client, req SubmitRequest, builtins 
 		kept := s.Jobs[:0]
 		for _, j := range s.Jobs {
 			if !done[j.ID] {
-				if w, ok := sent[j.ID]; ok {
+				if p, ok := sent[j.ID]; ok {
 					if s.Affinity == nil {
-						s.Affinity = map[int]peer.ID{}
+						s.Affinity, s.Prior = map[int]peer.ID{}, map[int]client.PriorSend{}
 					}
-					s.Affinity[len(kept)] = w
+					s.Affinity[len(kept)] = p.Worker
+					s.Prior[len(kept)] = p
 				}
 				kept = append(kept, j)
 			}
@@ -136,8 +138,8 @@ func RunSpec(ctx context.Context, c *client.Client, req SubmitRequest, builtins 
 		OnBids: func(cands []client.Candidate, offers []client.Offer, declines []client.Decline) {
 			emit(Message{Kind: "bids", Bids: BidsOf(len(cands), offers, declines)})
 		},
-		OnSend: func(j int, w peer.ID) {
-			werr = errors.Join(werr, sl.add(s.Jobs[j].ID, w))
+		OnSend: func(j int, w peer.ID, bid *pb.Bid) {
+			werr = errors.Join(werr, sl.add(s.Jobs[j].ID, w, bid))
 		},
 		OnOutcome: func(o client.Outcome) {
 			werr = errors.Join(werr, rw.Write(o))

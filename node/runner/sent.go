@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/p2pjobs/p2pnode/node/client"
+	"github.com/p2pjobs/p2pnode/protocols/pb"
 )
 
 // SentFile is the journal of which worker each job was sent to
@@ -21,6 +23,8 @@ const SentFile = "sent.jsonl"
 type sentLine struct {
 	Job    string `json:"job"`
 	Worker string `json:"worker"`
+	Bid    []byte `json:"bid,omitempty"`   // the bid id it was sent under
+	Price  uint64 `json:"price,omitempty"` // that bid's price per job
 }
 
 // sentLog appends to the sent journal: one write per line, no buffer, so
@@ -46,8 +50,8 @@ func openSent(dir string, resume bool) (*sentLog, error) {
 	return &sentLog{f: f}, nil
 }
 
-func (l *sentLog) add(job string, worker peer.ID) error {
-	b, err := json.Marshal(sentLine{Job: job, Worker: worker.String()})
+func (l *sentLog) add(job string, worker peer.ID, bid *pb.Bid) error {
+	b, err := json.Marshal(sentLine{Job: job, Worker: worker.String(), Bid: bid.GetBidId(), Price: bid.GetPricePerJob()})
 	if err != nil {
 		return err
 	}
@@ -61,16 +65,16 @@ func (l *sentLog) Close() error { return l.f.Close() }
 
 // Sent reads dir's sent journal: the worker each job was last sent to. A
 // missing journal is empty; torn or foreign lines are skipped.
-func Sent(dir string) (map[string]peer.ID, error) {
+func Sent(dir string) (map[string]client.PriorSend, error) {
 	f, err := os.Open(filepath.Join(dir, SentFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return map[string]peer.ID{}, nil
+		return map[string]client.PriorSend{}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("runner: sent journal: %w", err)
 	}
 	defer f.Close()
-	out := map[string]peer.ID{}
+	out := map[string]client.PriorSend{}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 4<<10), 64<<10)
 	for sc.Scan() {
@@ -82,7 +86,7 @@ func Sent(dir string) (map[string]peer.ID, error) {
 		if err != nil {
 			continue
 		}
-		out[l.Job] = id
+		out[l.Job] = client.PriorSend{Worker: id, BidID: l.Bid, Price: l.Price}
 	}
 	return out, sc.Err()
 }
