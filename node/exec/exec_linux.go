@@ -215,7 +215,7 @@ func CleanJobDirs(dir string) error {
 	for _, en := range ents {
 		p := filepath.Join(dir, en.Name())
 		_ = unix.Unmount(p, unix.MNT_DETACH)
-		if err := os.RemoveAll(p); err != nil {
+		if err := removeAllForced(p); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -411,8 +411,13 @@ func (e *Exec) runJail(ctx context.Context, cg *jobCgroup, spec jailSpec, stdin 
 		cmd.ExtraFiles = []*os.File{specR, statW}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Cloneflags: flags}
 		if flags&syscall.CLONE_NEWUSER != 0 {
-			cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: os.Geteuid(), HostID: os.Geteuid(), Size: 1}}
-			cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: os.Getegid(), HostID: os.Getegid(), Size: 1}}
+			// Root inside (our own uid outside): mounting the job's
+			// /proc needs it, and a non-zero uid loses every
+			// capability at the jail's exec, so the jail could not set
+			// itself up and every job failed. The jail drops that root
+			// before the program (DropCaps).
+			cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}}
+			cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}}
 		}
 		cmd.WaitDelay = time.Second // grandchildren holding the pipes open
 		return cmd, cmd.Start()
@@ -443,6 +448,7 @@ func (e *Exec) runJail(ctx context.Context, cg *jobCgroup, spec jailSpec, stdin 
 	}
 	specR.Close()
 	statW.Close()
+	spec.DropCaps = flags&syscall.CLONE_NEWUSER != 0
 	if flags&syscall.CLONE_NEWPID != 0 {
 		spec.ReadOnly = append(slices.Clip(spec.ReadOnly), "/proc")
 	}

@@ -1,0 +1,111 @@
+//go:build linux
+
+package exec
+
+import (
+	"context"
+	"io"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// TestHostileJobTakesAwayItsDirRights: a job on a worker that is not root
+// runs as the worker's own user, so it can chmod its directories to 0500
+// or 0; the worker, also not root, then could not remove them: the files
+// stayed under <data-dir>/jobs and, at the next start, CleanJobDirs failed
+// and the worker refused to start. As root (CI) the test re-runs itself as
+// the user nobody, the case it is about.
+func TestHostileJobTakesAwayItsDirRights(t *testing.T) {
+	if os.Geteuid() == 0 {
+		runAsNobody(t, "^TestHostileJobTakesAwayItsDirRights$")
+		return
+	}
+	scratch, err := os.MkdirTemp("", "p2pnode-hostile-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = removeAllForced(scratch) })
+	e, err := NewExec(map[string]string{"sh": "/bin/sh"}, WithExecScratchDir(scratch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, script := range []string{
+		"mkdir d && echo x > d/f && chmod 500 d && echo ran",
+		"mkdir -p d/e && echo x > d/e/f && chmod 0 d/e d && echo ran",
+		"echo x > d; chmod 0 . && echo ran",
+		// Root of its user namespace only to set up: none of it for the job.
+		"grep -q '^CapEff:.0000000000000000$' /proc/self/status && grep -q '^CapBnd:.0000000000000000$' /proc/self/status && echo ran",
+	} {
+		res, err := e.Run(context.Background(), Job{Args: []string{"sh", "-c", script}, Outputs: []string{"d"}})
+		t.Logf("%s: exit %d err %v stderr %q", script, res.ExitCode, err, res.Stderr)
+		if string(res.Stdout) != "ran\n" {
+			t.Fatalf("%s: the job did not run: %v", script, err)
+		}
+		if ents, _ := os.ReadDir(scratch); len(ents) != 0 {
+			t.Fatalf("%s: job directory left behind: %v", script, ents)
+		}
+	}
+	// A crash's leftovers with the same trick must not stop the next start.
+	left := filepath.Join(scratch, "crashed", "d")
+	if err := os.MkdirAll(left, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(left, "f"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(left, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewExec(map[string]string{"sh": "/bin/sh"}, WithExecScratchDir(scratch)); err != nil {
+		t.Fatalf("restart over a crashed job's unreadable directory: %v", err)
+	}
+	if ents, _ := os.ReadDir(scratch); len(ents) != 0 {
+		t.Fatalf("crash leftovers remain: %v", ents)
+	}
+}
+
+// runAsNobody runs the test named by run in a copy of this test binary as
+// the user nobody (65534), and fails if it fails.
+func runAsNobody(t *testing.T, run string) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The go-build directory is not reachable by nobody: copy the binary
+	// (it is also the jail helper) to a directory that is.
+	dir, err := os.MkdirTemp("", "p2pnode-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "exec.test")
+	src, err := os.Open(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.Copy(dst, src)
+	src.Close()
+	if cerr := dst.Close(); err != nil || cerr != nil {
+		t.Fatal(err, cerr)
+	}
+	cmd := osexec.Command(bin, "-test.run", run, "-test.v")
+	cmd.Env = []string{"TMPDIR=/tmp", "PATH=/usr/bin:/bin"}
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	t.Logf("as nobody:\n%s", out)
+	if err != nil {
+		t.Fatalf("as nobody: %v", err)
+	}
+}
