@@ -4,12 +4,16 @@ package exec
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestHostileJobTakesAwayItsDirRights: a job on a worker that is not root
@@ -108,4 +112,72 @@ func runAsNobody(t *testing.T, run string) {
 	if err != nil {
 		t.Fatalf("as nobody: %v", err)
 	}
+}
+
+// TestHostileJobOutlivesDeadWorker: where the machine allows no namespaces
+// (and no cgroups), the jail is the program's parent, and dies with the
+// worker (parent-death signal). The program must die with the jail, or a
+// worker killed mid-job (SIGKILL, OOM, crash) leaves it running forever.
+func TestHostileJobOutlivesDeadWorker(t *testing.T) {
+	e, err := NewExec(map[string]string{"sh": "/bin/sh"}, WithExecScratchDir(t.TempDir()),
+		func(e *Exec) { e.fallback = true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	const marker = "876545"
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.Run(context.Background(), Job{Args: []string{"sh", "-c", "exec sleep " + marker}, Timeout: 20 * time.Second})
+		done <- err
+	}()
+	sleeper := 0
+	deadline := time.Now().Add(10 * time.Second)
+	for sleeper == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the job never started")
+		}
+		time.Sleep(10 * time.Millisecond) // polled with a deadline: the jail starts asynchronously
+		sleeper = pidWithArg(marker)
+	}
+	// The worker's death reaches the jail as SIGKILL (Pdeathsig): do
+	// the same to the jail.
+	st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", sleeper))
+	var jail int
+	for _, l := range strings.Split(string(st), "\n") {
+		if v, ok := strings.CutPrefix(l, "PPid:"); ok {
+			jail, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	if jail <= 1 {
+		t.Fatalf("jail pid %d", jail)
+	}
+	if err := syscall.Kill(jail, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// Not waiting for Run first: the worker's own timeout would kill
+	// it, but a dead worker has no timeout.
+	deadline = time.Now().Add(5 * time.Second)
+	for sleeperAlive(marker) {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(sleeper, syscall.SIGKILL)
+			t.Fatal("the job's program outlived its jail")
+		}
+		time.Sleep(10 * time.Millisecond) // polled with a deadline: the kernel delivers asynchronously
+	}
+	<-done
+}
+
+func pidWithArg(marker string) int {
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		b, _ := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
+		if strings.Contains(string(b), marker) && !strings.Contains(string(b), "sh\x00-c") {
+			return pid
+		}
+	}
+	return 0
 }

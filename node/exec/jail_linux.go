@@ -148,6 +148,11 @@ func jailMain() int {
 	cmd.Args = sp.Argv
 	cmd.Env = sp.Env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	// The program dies with the jail, as the jail dies with the worker:
+	// else a worker killed mid-job (no timeout left to kill it) leaves
+	// the program running for ever. (What the program itself forks does
+	// not inherit this; only cgroups or a PID namespace catch those.)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fail(fmt.Errorf("jail: start %s: %w", sp.Argv[0], err))
 	}
