@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/p2pjobs/p2pnode/scripts/wasm"
 )
 
 // TestHostileJobTakesAwayItsDirRights: a job on a worker that is not root
@@ -180,4 +182,37 @@ func pidWithArg(marker string) int {
 		}
 	}
 	return 0
+}
+
+// TestHostileModuleFloodFillsDiskCache: any peer may push modules on a
+// job stream, without a bid or a point paid. Each distinct module was
+// compiled into the on-disk compilation cache (<data-dir>/modules) and
+// never removed, while the in-memory cache evicted it: a stranger pushing
+// modules that differ by a byte filled the worker's disk. The disk cache
+// now keeps no more modules than the memory one.
+func TestHostileModuleFloodFillsDiskCache(t *testing.T) {
+	dir := t.TempDir()
+	const keep = 2
+	w, err := NewWasm(WithCacheDir(dir), WithMaxModules(keep))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close(context.Background())
+	for i := range 12 {
+		// The same code with a custom section naming i: a new module.
+		mod := append(append([]byte{}, wasm.Trivial...), 0x00, 0x03, 0x01, 'x', byte(i))
+		if _, err := w.AddModule(context.Background(), mod); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files := 0
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			files++
+		}
+		return nil
+	})
+	if files > keep {
+		t.Fatalf("%d compiled modules on disk after 12 pushed, keeping %d in memory: the disk cache grows without bound", files, keep)
+	}
 }
