@@ -207,6 +207,7 @@ func CleanJobDirs(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("exec: job directory: %w", err)
 	}
+	unmountUnder(dir)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("exec: job directory: %w", err)
@@ -223,6 +224,36 @@ func CleanJobDirs(dir string) error {
 		return fmt.Errorf("exec: clean job directory: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// unmountUnder detaches every mount below dir, deepest first: a worker
+// killed mid-job leaves its jobs' tmpfs mounted, and the node empties
+// <data-dir>/jobs, a level above them, where removing a mountpoint
+// fails (EBUSY) and the worker would not start.
+func unmountUnder(dir string) {
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	unescape := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
+	var mounts []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		if mp := unescape.Replace(f[4]); strings.HasPrefix(mp, real+"/") {
+			mounts = append(mounts, mp)
+		}
+	}
+	slices.SortFunc(mounts, func(a, b string) int { return cmp.Compare(len(b), len(a)) })
+	for _, mp := range mounts {
+		_ = unix.Unmount(mp, unix.MNT_DETACH)
+	}
 }
 
 // Name implements Executor.

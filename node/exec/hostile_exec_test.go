@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/p2pjobs/p2pnode/scripts/wasm"
 )
 
@@ -214,5 +216,37 @@ func TestHostileModuleFloodFillsDiskCache(t *testing.T) {
 	})
 	if files > keep {
 		t.Fatalf("%d compiled modules on disk after 12 pushed, keeping %d in memory: the disk cache grows without bound", files, keep)
+	}
+}
+
+// TestHostileCrashLeavesMountedJobDir: a worker killed mid-job (as root)
+// leaves the job's tmpfs mounted at <data-dir>/jobs/exec/<job>. The node
+// empties <data-dir>/jobs at start, one level above the mounts: a
+// mountpoint cannot be removed (EBUSY), so the worker refused to start
+// until the operator unmounted it by hand.
+func TestHostileCrashLeavesMountedJobDir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("job tmpfs mounts need root (CI is root)")
+	}
+	jobs := t.TempDir()
+	left := filepath.Join(jobs, "exec", "deadbeef")
+	if err := os.MkdirAll(left, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", left, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(left, unix.MNT_DETACH) })
+	if err := os.WriteFile(filepath.Join(left, "junk"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := CleanJobDirs(jobs); err != nil {
+		t.Fatalf("restart after a crash mid-job: %v", err)
+	}
+	if ents, _ := os.ReadDir(jobs); len(ents) != 0 {
+		t.Fatalf("leftovers remain: %v", ents)
+	}
+	if mounts, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mounts), left) {
+		t.Fatal("leftover tmpfs still mounted")
 	}
 }
