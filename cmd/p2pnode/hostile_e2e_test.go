@@ -180,6 +180,12 @@ func TestHostileWorkerKilledMidJob(t *testing.T) {
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { // if it failed: t.TempDir cannot remove a mountpoint
+		left, _ := filepath.Glob(filepath.Join(data, "jobs", "exec", "*"))
+		for _, p := range left {
+			_ = syscall.Unmount(p, syscall.MNT_DETACH)
+		}
+	})
 	cfg := "worker:\n  executors: [exec]\n  exec_allow: {sh: /bin/sh}\n"
 	if err := os.WriteFile(filepath.Join(data, "config.yaml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
