@@ -207,6 +207,7 @@ func CleanJobDirs(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("exec: job directory: %w", err)
 	}
+	unmountUnder(dir)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("exec: job directory: %w", err)
@@ -215,7 +216,7 @@ func CleanJobDirs(dir string) error {
 	for _, en := range ents {
 		p := filepath.Join(dir, en.Name())
 		_ = unix.Unmount(p, unix.MNT_DETACH)
-		if err := os.RemoveAll(p); err != nil {
+		if err := removeAllForced(p); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -223,6 +224,36 @@ func CleanJobDirs(dir string) error {
 		return fmt.Errorf("exec: clean job directory: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// unmountUnder detaches every mount below dir, deepest first: a worker
+// killed mid-job leaves its jobs' tmpfs mounted, and the node empties
+// <data-dir>/jobs, a level above them, where removing a mountpoint
+// fails (EBUSY) and the worker would not start.
+func unmountUnder(dir string) {
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	unescape := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
+	var mounts []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		if mp := unescape.Replace(f[4]); strings.HasPrefix(mp, real+"/") {
+			mounts = append(mounts, mp)
+		}
+	}
+	slices.SortFunc(mounts, func(a, b string) int { return cmp.Compare(len(b), len(a)) })
+	for _, mp := range mounts {
+		_ = unix.Unmount(mp, unix.MNT_DETACH)
+	}
 }
 
 // Name implements Executor.
@@ -411,8 +442,13 @@ func (e *Exec) runJail(ctx context.Context, cg *jobCgroup, spec jailSpec, stdin 
 		cmd.ExtraFiles = []*os.File{specR, statW}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Cloneflags: flags}
 		if flags&syscall.CLONE_NEWUSER != 0 {
-			cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: os.Geteuid(), HostID: os.Geteuid(), Size: 1}}
-			cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: os.Getegid(), HostID: os.Getegid(), Size: 1}}
+			// Root inside (our own uid outside): mounting the job's
+			// /proc needs it, and a non-zero uid loses every
+			// capability at the jail's exec, so the jail could not set
+			// itself up and every job failed. The jail drops that root
+			// before the program (DropCaps).
+			cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}}
+			cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}}
 		}
 		cmd.WaitDelay = time.Second // grandchildren holding the pipes open
 		return cmd, cmd.Start()
@@ -443,6 +479,7 @@ func (e *Exec) runJail(ctx context.Context, cg *jobCgroup, spec jailSpec, stdin 
 	}
 	specR.Close()
 	statW.Close()
+	spec.DropCaps = flags&syscall.CLONE_NEWUSER != 0
 	if flags&syscall.CLONE_NEWPID != 0 {
 		spec.ReadOnly = append(slices.Clip(spec.ReadOnly), "/proc")
 	}

@@ -52,7 +52,7 @@ func CleanJobDirs(dir string) error {
 		return err
 	}
 	for _, en := range ents {
-		if err := os.RemoveAll(filepath.Join(dir, en.Name())); err != nil {
+		if err := removeAllForced(filepath.Join(dir, en.Name())); err != nil {
 			return err
 		}
 	}

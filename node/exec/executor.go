@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -240,4 +241,24 @@ func (w *cappedWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func removeDir(dir string) { _ = os.RemoveAll(dir) }
+func removeDir(dir string) { _ = removeAllForced(dir) }
+
+// removeAllForced is os.RemoveAll that first gives back the rights a job
+// took away: on a worker that is not root a job runs as the worker's user
+// and can chmod its own directories to 0 (or 0500), which stops the
+// worker, not root either, from reading or emptying them; the files would
+// stay, and the next start's CleanJobDirs would fail.
+func removeAllForced(dir string) error {
+	if err := os.RemoveAll(dir); err == nil {
+		return nil
+	}
+	// Top down: WalkDir calls fn on a directory before reading it. Dirs
+	// only (a symlink is not one here), so Chmod touches nothing outside.
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if d != nil && d.IsDir() {
+			_ = os.Chmod(p, 0o700)
+		}
+		return nil
+	})
+	return os.RemoveAll(dir)
+}

@@ -46,6 +46,10 @@ type jailSpec struct {
 	ReadOnly []string // read-only (and executable) system directories
 	Landlock bool
 	Rlimits  map[int]uint64 // resource -> soft and hard limit
+	// DropCaps: the jail is root of a user namespace of its own (a
+	// worker that is not root); it keeps that root only to mount the
+	// job's /proc, then drops every capability for good before the job.
+	DropCaps bool
 }
 
 // Exit codes of the jail itself (the job's own code passes through).
@@ -110,6 +114,11 @@ func jailMain() int {
 			return fail(fmt.Errorf("jail: landlock: %w", err))
 		}
 	}
+	if sp.DropCaps {
+		if err := dropCapabilities(); err != nil {
+			return fail(fmt.Errorf("jail: drop capabilities: %w", err))
+		}
+	}
 	if sp.UID >= 0 {
 		// Drop to the job's user after Landlock (which no_new_privs and
 		// the lost privileges cannot undo) and before the job's code.
@@ -139,6 +148,11 @@ func jailMain() int {
 	cmd.Args = sp.Argv
 	cmd.Env = sp.Env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	// The program dies with the jail, as the jail dies with the worker:
+	// else a worker killed mid-job (no timeout left to kill it) leaves
+	// the program running for ever. (What the program itself forks does
+	// not inherit this; only cgroups or a PID namespace catch those.)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fail(fmt.Errorf("jail: start %s: %w", sp.Argv[0], err))
 	}
@@ -190,4 +204,33 @@ func children() []int {
 		}
 	}
 	return out
+}
+
+// dropCapabilities makes the jail, root of its own user namespace, an
+// ordinary process for good: securebits so that uid 0 gains nothing at
+// exec (and cannot undo it), no capability in the bounding, ambient,
+// effective, permitted or inheritable sets.
+func dropCapabilities() error {
+	const (
+		secbitNoroot, secbitNorootLocked            = 1 << 0, 1 << 1
+		secbitNoSetuidFixup, secbitNoSetuidLocked   = 1 << 2, 1 << 3
+		secbitKeepCapsLocked                        = 1 << 5
+		secbitNoAmbientRaise, secbitNoAmbientLocked = 1 << 6, 1 << 7
+	)
+	bits := secbitNoroot | secbitNorootLocked | secbitNoSetuidFixup | secbitNoSetuidLocked |
+		secbitKeepCapsLocked | secbitNoAmbientRaise | secbitNoAmbientLocked
+	if err := unix.Prctl(unix.PR_SET_SECUREBITS, uintptr(bits), 0, 0, 0); err != nil {
+		return fmt.Errorf("securebits: %w", err)
+	}
+	for c := 0; c <= unix.CAP_LAST_CAP+24; c++ {
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("bounding set: %w", err)
+		}
+	}
+	_ = unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+	var data [2]unix.CapUserData
+	if err := unix.Capset(&unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}, &data[0]); err != nil {
+		return fmt.Errorf("capset: %w", err)
+	}
+	return nil
 }

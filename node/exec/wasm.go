@@ -9,7 +9,10 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -95,6 +98,7 @@ type Wasm struct {
 	mu      sync.Mutex
 	modules map[[32]byte]*list.Element // guarded by mu; values are *wasmModule
 	lru     *list.List                 // guarded by mu; front is most recent
+	pruneMu sync.Mutex                 // one pruneDiskCache at a time
 	closed  bool                       // guarded by mu
 }
 
@@ -147,14 +151,50 @@ func NewWasm(opts ...WasmOption) (*Wasm, error) {
 	if cfg.realClocks {
 		base = base.WithSysWalltime().WithSysNanotime().WithSysNanosleep().WithRandSource(rand.Reader)
 	}
-	return &Wasm{
+	w := &Wasm{
 		cfg:     cfg,
 		rt:      rt,
 		cache:   cache,
 		base:    base,
 		modules: make(map[[32]byte]*list.Element),
 		lru:     list.New(),
-	}, nil
+	}
+	w.pruneDiskCache() // a flood before a restart
+	return w, nil
+}
+
+// pruneDiskCache keeps in the on-disk compilation cache no more files
+// than the memory cache keeps modules, the newest. wazero never removes
+// what it wrote there, and any peer may push modules (no bid needed):
+// modules differing by one byte would fill the worker's disk. A module
+// whose file is removed while in memory only recompiles after a restart.
+func (w *Wasm) pruneDiskCache() {
+	if w.cfg.cacheDir == "" {
+		return
+	}
+	w.pruneMu.Lock()
+	defer w.pruneMu.Unlock()
+	type entry struct {
+		path string
+		mod  time.Time
+	}
+	var files []entry
+	_ = filepath.WalkDir(w.cfg.cacheDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() || strings.HasSuffix(p, ".tmp") { // .tmp: being written
+			return nil
+		}
+		if info, err := d.Info(); err == nil {
+			files = append(files, entry{p, info.ModTime()})
+		}
+		return nil
+	})
+	if len(files) <= w.cfg.maxModules {
+		return
+	}
+	slices.SortFunc(files, func(a, b entry) int { return b.mod.Compare(a.mod) })
+	for _, f := range files[w.cfg.maxModules:] {
+		_ = os.Remove(f.path)
+	}
 }
 
 // Name implements Executor.
@@ -187,6 +227,7 @@ func (w *Wasm) AddModule(ctx context.Context, module []byte) ([32]byte, error) {
 	// Compile outside the lock; a concurrent AddModule of the same bytes
 	// may compile twice, and the loser is closed below.
 	compiled, err := w.rt.CompileModule(ctx, module)
+	w.pruneDiskCache() // compiled, it is on disk, even if refused below
 	if err != nil {
 		if ctx.Err() != nil {
 			return hash, ctx.Err()
