@@ -24,6 +24,8 @@ const (
 	DefaultAddr = "127.0.0.1:0"
 	// DefaultPoll is how often logs are checked for appended events.
 	DefaultPoll = 250 * time.Millisecond
+	// streamWriteTimeout bounds each write to an /api/stream reader.
+	streamWriteTimeout = 30 * time.Second
 	// PageSize is the default and maximum number of events per response.
 	PageSize = 25000
 )
@@ -116,9 +118,14 @@ func StartOptions(ctx context.Context, o Options) (*Server, error) {
 		writeJSON(w, o.State())
 	})
 	s.srv = &http.Server{
-		Handler:           hostCheck(mux),
+		Handler:           hostCheck(sameOrigin(mux)),
 		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		// Idle keep-alive connections end (no ReadTimeout: the
+		// default would keep them forever, and the node's file
+		// descriptors are its libp2p host's too).
+		IdleTimeout:    60 * time.Second,
+		MaxHeaderBytes: 64 << 10,
+		BaseContext:    func(net.Listener) context.Context { return ctx },
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.srv.Serve(ln) }()
@@ -310,6 +317,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	fmt.Fprint(w, "retry: 1000\n\n")
 	fl.Flush()
+	rc := http.NewResponseController(w)
 	from := intParam(r, "from", 0)
 	ping := time.NewTicker(15 * time.Second)
 	defer ping.Stop()
@@ -328,6 +336,8 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 			b.WriteString("event: events\ndata: ")
 			b.Write(body)
 			b.WriteString("\n\n")
+			// A reader that stopped reading is dropped, not waited on.
+			_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 			if _, err := w.Write(b.Bytes()); err != nil {
 				return
 			}
@@ -339,6 +349,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-changed:
 		case <-ping.C:
+			_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 			if _, err := fmt.Fprint(w, ": ping\n\n"); err != nil {
 				return
 			}
@@ -397,6 +408,37 @@ func hostCheck(next http.Handler) http.Handler {
 		if host != "localhost" && net.ParseIP(strings.Trim(host, "[]")) == nil {
 			http.Error(w, "viz: open this page by IP address or localhost", http.StatusForbidden)
 			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// contentPolicy is the page's Content-Security-Policy: its own scripts,
+// styles and API only (inline style attributes are the panel's), never
+// framed. A field a hostile peer sent that ever reached the page as HTML
+// would find inline script and handlers refused.
+const contentPolicy = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; " +
+	"object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+// sameOrigin sets the page's security headers and refuses what another
+// site's page asks of it through the operator's browser (Sec-Fetch-Site
+// cross-site or same-site, e.g. another port of 127.0.0.1): it could not
+// read the answers, but could make the node compute them without end, and
+// embed the page. A navigation (a link followed, a bookmark) and clients
+// that send no Sec-Fetch-Site (curl, scripts) are served.
+func sameOrigin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", contentPolicy)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		switch r.Header.Get("Sec-Fetch-Site") {
+		case "", "same-origin", "none":
+		default:
+			if r.Header.Get("Sec-Fetch-Mode") != "navigate" {
+				http.Error(w, "viz: requests from other sites are refused", http.StatusForbidden)
+				return
+			}
 		}
 		next.ServeHTTP(w, r)
 	})
