@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
 //go:embed assets
@@ -24,6 +26,9 @@ const (
 	DefaultAddr = "127.0.0.1:0"
 	// DefaultPoll is how often logs are checked for appended events.
 	DefaultPoll = 250 * time.Millisecond
+	// DefaultMaxConns is Options.MaxConns's default: a few operators'
+	// browser tabs (each holds a stream and polls /api/node) and scripts.
+	DefaultMaxConns = 64
 	// streamWriteTimeout bounds each write to an /api/stream reader.
 	streamWriteTimeout = 30 * time.Second
 	// PageSize is the default and maximum number of events per response.
@@ -41,6 +46,10 @@ type Options struct {
 	// as /api/node: the page then shows it beside the replay of the node's
 	// log (p2pnode --http).
 	State func() any
+	// MaxConns bounds the connections served at once (DefaultMaxConns
+	// when zero); more wait in the kernel's backlog, unaccepted, so that
+	// clients cannot exhaust the node's file descriptors or memory.
+	MaxConns int
 }
 
 // Server serves the visualiser over one merged, growing index.
@@ -87,6 +96,9 @@ func StartOptions(ctx context.Context, o Options) (*Server, error) {
 	if o.Poll == 0 {
 		o.Poll = DefaultPoll
 	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultMaxConns
+	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
@@ -101,6 +113,7 @@ func StartOptions(ctx context.Context, o Options) (*Server, error) {
 		return nil, fmt.Errorf("viz: %w", err)
 	}
 	s.url = "http://" + ln.Addr().String() + "/"
+	ln = netutil.LimitListener(ln, o.MaxConns)
 	sub, err := fs.Sub(assets, "assets")
 	if err != nil {
 		return nil, err
