@@ -114,6 +114,9 @@ func runSubmit(ctx context.Context, g *globalOptions, o *submitOptions, cmd *cob
 			view.bids = runner.BidsOf(nb.Candidates, nil, nb.Declines)
 			view.printDeclines()
 		}
+		if len(nb.Declines) == 0 {
+			return exitError{exitFailure, runErr}
+		}
 		return exitError{exitFailure, fmt.Errorf("%w; see the declines above for why", runErr)}
 	}
 	failed := view.summary()

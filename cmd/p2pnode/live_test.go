@@ -143,6 +143,7 @@ module: builtin:pi
 args: ["-seed", "{seed}", "-samples", "1000"]
 params:
   seed: {from: 1, to: 6}
+  tag: ["<img src=x onerror=window.pwned=1>"] # shown by the page as text, never as HTML
 outputs: [result.json]
 `)
 	out, code := submitWhenRegistered(t, "submit", spec, "--data-dir", filepath.Join(cdir, "data"))
@@ -158,6 +159,13 @@ outputs: [result.json]
 	s := n.State.Series[0]
 	if s.Name != "live" || s.Jobs != 6 || s.Done != 6 || !strings.Contains(text, "6/6 jobs") || !strings.Contains(text, "seed=3") {
 		t.Fatalf("client series %+v, section:\n%s", s, text)
+	}
+	if !strings.Contains(text, "tag=<img src=x onerror=window.pwned=1>") {
+		t.Errorf("the params are not shown as text:\n%s", text)
+	}
+	pwned, err := chromedp.Run(tctx, chromedp.Evaluate[bool](`window.pwned !== undefined || document.querySelector("img") !== null`))
+	if err != nil || pwned {
+		t.Fatalf("a job's params became HTML in the page (%v)", err)
 	}
 	// The replay half of the page is fed by the client's own log.
 	nodes, err := chromedp.Run(tctx, chromedp.Evaluate[int](`window.vizState ? window.vizState.nodes.length : 0`))

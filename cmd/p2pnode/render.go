@@ -165,6 +165,7 @@ func (v *seriesView) summary() int {
 		via = append(via, fmt.Sprintf("%s: %d", r, len(ws)))
 	}
 	sort.Strings(via)
+	v.printFailures(failed)
 	if v.done != nil {
 		fmt.Fprintf(v.out, "%d jobs: %d done, %d failed in %.1fs (jobs per worker: %s)\n",
 			len(v.lines), len(v.lines)-failed, failed, v.done.Seconds, strings.Join(parts, ", "))
@@ -172,6 +173,32 @@ func (v *seriesView) summary() int {
 			strings.Join(via, ", "), paths["direct"], paths["relayed"], v.done.Results)
 	}
 	return failed
+}
+
+// maxFailuresPrinted bounds the reasons printed under the table: a sweep
+// whose thousand jobs fail alike needs a few, and summary.jsonl holds all.
+const maxFailuresPrinted = 20
+
+// printFailures prints each failed job's reason in full under the table,
+// which cuts long ones: the end of a reason is often its fix (the
+// undeclared-output message names the outputs: key last).
+func (v *seriesView) printFailures(failed int) {
+	if failed == 0 {
+		return
+	}
+	fmt.Fprintln(v.out, "failures:")
+	n := 0
+	for _, l := range v.lines {
+		if l.Status == "done" {
+			continue
+		}
+		if n == maxFailuresPrinted {
+			fmt.Fprintf(v.out, "  ... and %d more: see summary.jsonl\n", failed-n)
+			return
+		}
+		n++
+		fmt.Fprintf(v.out, "  %s: %s\n", l.Job, strings.TrimSpace(l.Error))
+	}
 }
 
 // paramsText is a job's parameters for the table: "samples=1000 seed=17",

@@ -210,9 +210,15 @@ var ErrNoWorkers = errors.New("client: no acceptable worker")
 type NoBidsError struct {
 	Candidates int
 	Declines   []Decline
+	Executor   string // the series' executor: authorities list only the workers that run it
 }
 
 func (e *NoBidsError) Error() string {
+	if e.Candidates == 0 && e.Executor != "" && e.Executor != "wasm" {
+		// wasm is every worker's default; other executors are its operator's choice.
+		return fmt.Sprintf("client: no workers found that run executor %q (a worker's operator enables it with "+
+			"worker.executors in its config; are the authorities reachable?)", e.Executor)
+	}
 	if e.Candidates == 0 {
 		return "client: no workers found (are the authorities reachable? is any worker registered?)"
 	}
@@ -277,7 +283,7 @@ func (c *Client) Run(ctx context.Context, s *Series, hooks Hooks) (*Report, erro
 		hooks.OnBids(cands, rep.Offers, rep.Declines)
 	}
 	if len(rep.Offers) == 0 {
-		return rep, &NoBidsError{Candidates: len(cands), Declines: rep.Declines}
+		return rep, &NoBidsError{Candidates: len(cands), Declines: rep.Declines, Executor: s.Executor}
 	}
 	c.refundExpired(ctx)
 	d := newDispatch(c, s, req, hash, rep.Offers, hooks.OnOutcome)

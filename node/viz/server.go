@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
 //go:embed assets
@@ -24,6 +26,11 @@ const (
 	DefaultAddr = "127.0.0.1:0"
 	// DefaultPoll is how often logs are checked for appended events.
 	DefaultPoll = 250 * time.Millisecond
+	// DefaultMaxConns is Options.MaxConns's default: a few operators'
+	// browser tabs (each holds a stream and polls /api/node) and scripts.
+	DefaultMaxConns = 64
+	// streamWriteTimeout bounds each write to an /api/stream reader.
+	streamWriteTimeout = 30 * time.Second
 	// PageSize is the default and maximum number of events per response.
 	PageSize = 25000
 )
@@ -39,6 +46,10 @@ type Options struct {
 	// as /api/node: the page then shows it beside the replay of the node's
 	// log (p2pnode --http).
 	State func() any
+	// MaxConns bounds the connections served at once (DefaultMaxConns
+	// when zero); more wait in the kernel's backlog, unaccepted, so that
+	// clients cannot exhaust the node's file descriptors or memory.
+	MaxConns int
 }
 
 // Server serves the visualiser over one merged, growing index.
@@ -85,6 +96,9 @@ func StartOptions(ctx context.Context, o Options) (*Server, error) {
 	if o.Poll == 0 {
 		o.Poll = DefaultPoll
 	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultMaxConns
+	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
@@ -99,6 +113,7 @@ func StartOptions(ctx context.Context, o Options) (*Server, error) {
 		return nil, fmt.Errorf("viz: %w", err)
 	}
 	s.url = "http://" + ln.Addr().String() + "/"
+	ln = netutil.LimitListener(ln, o.MaxConns)
 	sub, err := fs.Sub(assets, "assets")
 	if err != nil {
 		return nil, err
@@ -116,9 +131,14 @@ func StartOptions(ctx context.Context, o Options) (*Server, error) {
 		writeJSON(w, o.State())
 	})
 	s.srv = &http.Server{
-		Handler:           hostCheck(mux),
+		Handler:           hostCheck(sameOrigin(mux)),
 		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		// Idle keep-alive connections end (no ReadTimeout: the
+		// default would keep them forever, and the node's file
+		// descriptors are its libp2p host's too).
+		IdleTimeout:    60 * time.Second,
+		MaxHeaderBytes: 64 << 10,
+		BaseContext:    func(net.Listener) context.Context { return ctx },
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.srv.Serve(ln) }()
@@ -310,6 +330,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	fmt.Fprint(w, "retry: 1000\n\n")
 	fl.Flush()
+	rc := http.NewResponseController(w)
 	from := intParam(r, "from", 0)
 	ping := time.NewTicker(15 * time.Second)
 	defer ping.Stop()
@@ -328,6 +349,8 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 			b.WriteString("event: events\ndata: ")
 			b.Write(body)
 			b.WriteString("\n\n")
+			// A reader that stopped reading is dropped, not waited on.
+			_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 			if _, err := w.Write(b.Bytes()); err != nil {
 				return
 			}
@@ -339,6 +362,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-changed:
 		case <-ping.C:
+			_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 			if _, err := fmt.Fprint(w, ": ping\n\n"); err != nil {
 				return
 			}
@@ -397,6 +421,37 @@ func hostCheck(next http.Handler) http.Handler {
 		if host != "localhost" && net.ParseIP(strings.Trim(host, "[]")) == nil {
 			http.Error(w, "viz: open this page by IP address or localhost", http.StatusForbidden)
 			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// contentPolicy is the page's Content-Security-Policy: its own scripts,
+// styles and API only (inline style attributes are the panel's), never
+// framed. A field a hostile peer sent that ever reached the page as HTML
+// would find inline script and handlers refused.
+const contentPolicy = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; " +
+	"object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+// sameOrigin sets the page's security headers and refuses what another
+// site's page asks of it through the operator's browser (Sec-Fetch-Site
+// cross-site or same-site, e.g. another port of 127.0.0.1): it could not
+// read the answers, but could make the node compute them without end, and
+// embed the page. A navigation (a link followed, a bookmark) and clients
+// that send no Sec-Fetch-Site (curl, scripts) are served.
+func sameOrigin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", contentPolicy)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		switch r.Header.Get("Sec-Fetch-Site") {
+		case "", "same-origin", "none":
+		default:
+			if r.Header.Get("Sec-Fetch-Mode") != "navigate" {
+				http.Error(w, "viz: requests from other sites are refused", http.StatusForbidden)
+				return
+			}
 		}
 		next.ServeHTTP(w, r)
 	})
