@@ -30,6 +30,7 @@ type settler struct {
 	claims map[string]*claimState // by receipt hash
 	ready  int                    // acknowledged, not yet presented
 	force  map[peer.ID]bool       // clients whose streams ended: present all
+	final  bool                   // closing: the last attempt ignores retry back-offs
 	homes  map[peer.ID]peer.ID    // client -> its home authority (the escrow holder)
 	paid   uint64                 // points released to us so far
 	dirty  map[string]bool        // receipts added or acknowledged since the last save
@@ -178,7 +179,13 @@ func (s *settler) loop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			// A last attempt for what is acknowledged, briefly.
+			// A claim whose last attempt failed (its authority was
+			// restarting, say) is tried again now, back-off or not: it
+			// would otherwise wait for the next start.
 			fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			s.mu.Lock()
+			s.final = true
+			s.mu.Unlock()
 			s.save()
 			s.flush(fctx)
 			cancel()
@@ -199,7 +206,7 @@ func (s *settler) due(now time.Time) map[peer.ID][]*claimState {
 	out := map[peer.ID][]*claimState{}
 	for _, c := range s.claims {
 		switch {
-		case now.Before(c.retryAt):
+		case now.Before(c.retryAt) && !s.final:
 		case c.ack != nil:
 			out[c.client] = append(out[c.client], c)
 		case s.force[c.client] || now.Sub(c.added) >= s.a.o.ackGrace:
