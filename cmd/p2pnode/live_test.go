@@ -3,49 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/p2pjobs/p2pnode/node/viz/viztest"
 )
-
-// chromium finds Debian's chromium, or skips the test, except in CI where a
-// missing browser is a failure (as node/viz's browser tests do).
-func chromium(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	const msg = "no Chromium found for the live view test: apt-get install chromium (or set CHROMIUM=/path/to/chrome)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
-
-func headless(t *testing.T) context.Context {
-	t.Helper()
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromium(t)), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck, chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-background-networking", true), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1440, 900))
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancel(); cancelA() })
-	if err := chromedp.Do(ctx); err != nil { // start the browser
-		t.Fatalf("starting chromium: %v", err)
-	}
-	return ctx
-}
 
 // liveNode mirrors the parts of node.Live the test reads through the page.
 type liveNode struct {
@@ -95,7 +60,7 @@ func pageNode(t *testing.T, ctx context.Context) (liveNode, string) {
 // runs, with per-job status and params. In headless Chromium, against
 // processes of the real binary; the page stays on loopback by default.
 func TestLiveView(t *testing.T) {
-	ctx := headless(t) // skips here, before any process starts, when there is no browser
+	ctx := viztest.Browser(t) // skips here, before any process starts, when there is no browser
 	dir := t.TempDir()
 	auth := daemonIn(t, filepath.Join(dir, "a"), "authority", "authority:\n  grant:\n    amount: 1000\n",
 		"--role", "authority", "--http", ":0")

@@ -756,7 +756,7 @@ send:
 			return err
 		}
 		_ = st.Close()
-		if closed(moved) && !d.seriesOver() {
+		if isClosed(moved) && !isClosed(d.finished) {
 			d.c.log.Emit(events.Event{Kind: "job_stream_moved", Peer: id.String(), Series: d.s.ID})
 			return errMoved
 		}

@@ -65,19 +65,3 @@ func either(ctx context.Context, a, b <-chan struct{}) <-chan struct{} {
 	}()
 	return ch
 }
-
-func closed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
-}
-
-// seriesOver says whether the series has no job left to run.
-func (d *dispatch) seriesOver() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.m.Finished()
-}

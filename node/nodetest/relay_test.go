@@ -33,11 +33,11 @@ func TestAuthorityRelaysByDefault(t *testing.T) {
 	})
 
 	// Identify of the authority, as the worker heard it, lists the hop protocol.
-	waitFor(t, 10*time.Second, "the worker to identify the authority", func() bool {
+	nodetest.WaitFor(t, 10*time.Second, "the worker to identify the authority", func() bool {
 		ps, err := w.Host.Peerstore().GetProtocols(auth.Host.ID())
 		return err == nil && slices.Contains(ps, proto.ProtoIDv2Hop)
 	})
-	waitFor(t, 15*time.Second, "the authority's status to count the worker's reservation", func() bool {
+	nodetest.WaitFor(t, 15*time.Second, "the authority's status to count the worker's reservation", func() bool {
 		return auth.Status().Relay.Reservations == 1
 	})
 	// (The worker advertises the circuit address only through a relay's
@@ -64,17 +64,7 @@ func TestAuthorityRelaysByDefault(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the reservation released", func() bool {
+	nodetest.WaitFor(t, 10*time.Second, "the reservation released", func() bool {
 		return auth.Status().Relay.Reservations == 0
 	})
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/p2pjobs/p2pnode/node/events"
+	"github.com/p2pjobs/p2pnode/node/viz/viztest"
 )
 
 // The real-demo browser test runs "p2pnode demo" (the real binary: an
@@ -145,7 +146,7 @@ func linkSet(ls []Link, kind string) map[[2]string]bool {
 }
 
 func TestBrowserRealDemo(t *testing.T) {
-	ctx := browser(t)
+	ctx := viztest.Browser(t)
 	const workers = 4
 	d := runRealDemo(t, workers, "--jobs", "8", "--samples", "100000", "--stagger", "200ms")
 	x, _ := load(t, d.Logs)
@@ -351,7 +352,7 @@ func mapsEqual[K comparable](a, b map[K]bool) bool {
 // the network forms: the workers appear one by one without a reload, and
 // the series' events stream in.
 func TestBrowserLiveDemo(t *testing.T) {
-	ctx := browser(t)
+	ctx := viztest.Browser(t)
 	bin, err := demoBinary()
 	if err != nil {
 		t.Fatal(err)

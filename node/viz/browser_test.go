@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,58 +14,8 @@ import (
 
 	"github.com/p2pjobs/p2pnode/node/events"
 	"github.com/p2pjobs/p2pnode/node/viz/internal/loggen"
+	"github.com/p2pjobs/p2pnode/node/viz/viztest"
 )
-
-// chromiumPath finds Debian's chromium (or another Chrome), or skips the
-// test, except in CI where a missing browser is a failure.
-func chromiumPath(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	const msg = "no Chromium found for the browser test: apt-get install chromium (or set CHROMIUM=/path/to/chrome)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
-
-// browser starts a headless Chromium for the test and returns a tab context.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath(t)),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("disable-background-timer-throttling", true),
-		chromedp.Flag("disable-renderer-backgrounding", true),
-		chromedp.Flag("hide-scrollbars", true),
-		chromedp.Flag("force-color-profile", "srgb"),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1440, 900),
-	}
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancel(); cancelA() })
-	if err := chromedp.Do(ctx); err != nil { // start the browser
-		t.Fatalf("starting %s: %v", chromiumPath(t), err)
-	}
-	return ctx
-}
 
 // pageState mirrors window.vizState.
 type pageState struct {
@@ -168,7 +117,7 @@ func hasLinkTo(ls []Link, a, b, kind string) bool {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func TestBrowserDemo(t *testing.T) {
-	ctx := browser(t)
+	ctx := viztest.Browser(t)
 	d, err := loggen.WriteDemo(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -333,7 +282,7 @@ func TestBrowserScale(t *testing.T) {
 	if testing.Short() {
 		t.Skip("scale test")
 	}
-	ctx := browser(t)
+	ctx := viztest.Browser(t)
 	dir := t.TempDir()
 	t0 := time.Now()
 	nodes, total := 200, 100_000
