@@ -32,6 +32,8 @@ var (
 	diskFillWasm []byte
 	//go:embed testdata/manyfiles.wasm
 	manyFilesWasm []byte
+	//go:embed testdata/mkdirs.wasm
+	mkdirsWasm []byte
 	//go:embed testdata/escape.wasm
 	escapeWasm []byte
 	//go:embed testdata/badimport.wasm
@@ -424,6 +426,14 @@ func TestHostileJobs(t *testing.T) {
 		if !strings.Contains(res.GetError().GetMessage(), `"baaaa"`) {
 			t.Fatalf("error %q does not name the undeclared file", res.GetError().GetMessage())
 		}
+		r.assertClean(t, "")
+	})
+	t.Run("wasm a million directories", func(t *testing.T) {
+		// Directories pass the output guard; the file cap stops them.
+		hash := r.addWasm(t, mkdirsWasm)
+		res := r.run(t, &pb.JobRequest{Executor: "wasm", ModuleHash: hash, Outputs: []string{"out"},
+			Resources: &pb.Resources{TimeoutMs: 10000}})
+		wantCode(t, res, pb.ErrorCode_JOB_DISK_QUOTA)
 		r.assertClean(t, "")
 	})
 	t.Run("wasm escapes", func(t *testing.T) {
