@@ -475,6 +475,12 @@ func (d *dispatch) result(worker peer.ID, idx int, aw *award, r *pb.JobResult, c
 	d.held[worker]--
 	if err := protocols.FromPB(r.Error); err != nil {
 		d.returnAwardLocked(aw) // not paid: the escrow covers another job
+		if r.Receipt != nil {
+			// An honest worker signs no receipt for a job it failed. One
+			// that does would be paid after the dispute window, never
+			// acknowledged: dispute it (the notary checks it is ours).
+			d.dispute(r.Receipt)
+		}
 		d.c.log.Emit(events.Event{Kind: events.JobFailed, Peer: w, Series: d.s.ID, Job: r.JobId, Err: err.Error(), Conn: conn})
 		if retryable(err) { // another worker might do it: this one's failure
 			d.c.o.rep.Failed(worker, 1)
