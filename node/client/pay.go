@@ -267,8 +267,12 @@ func (d *dispatch) awardedLocked(idx int, worker peer.ID, rc *pb.Receipt) bool {
 	if b := d.sentBid[sentKey{idx, worker}]; b != nil && bytes.Equal(rc.BidId, b.BidId) && rc.Price == b.PricePerJob {
 		return true
 	}
-	p, ok := d.s.Prior[idx]
-	return ok && p.Worker == worker && len(p.BidID) > 0 && bytes.Equal(rc.BidId, p.BidID) && rc.Price == p.Price
+	for _, p := range d.s.Prior[idx] {
+		if p.Worker == worker && len(p.BidID) > 0 && bytes.Equal(rc.BidId, p.BidID) && rc.Price == p.Price {
+			return true
+		}
+	}
+	return false
 }
 
 // sentKey names one job sent to one worker.
