@@ -127,7 +127,9 @@
 // Audit checks the rule offline. Payers name the home they look up
 // (ledgersvc.Account.Transfer); the escrow authority names the worker's
 // home the worker gives in its SettleRequest (honoured for its own releases
-// only), and the client's current home in a refund.
+// only; the receipts of a worker homed elsewhere are settled by that worker
+// only, so no one can send its payment where it cannot claim it), and the
+// client's current home in a refund.
 //
 // Paid only for awarded work: a receipt is paid from an escrow only if the
 // escrow is held here, was locked by the receipt's client for the

@@ -67,6 +67,13 @@ func (n *Notary) SettleFrom(req *pb.SettleRequest, from peer.ID, now time.Time) 
 			if e.worker != peer.ID(r.Worker) {
 				return fmt.Errorf("%w: receipt from another worker", ErrEscrowMismatch)
 			}
+			if from != "" && from != e.worker && n.accounts[e.worker] == nil {
+				// Only the worker knows (and names) its home when it is not
+				// held here: settled by anyone else, the release would name
+				// this authority, where the worker cannot claim it, and its
+				// own settlement would then be refused as already paid.
+				return fmt.Errorf("%w: only the worker settles the receipts of a worker homed elsewhere", ErrBadRequest)
+			}
 			rs := n.receipts[string(h)]
 			if rs != nil && rs.paid {
 				return ErrAlreadyPaid

@@ -43,9 +43,9 @@ type dispatch struct {
 	offers   map[peer.ID]Offer // each worker's latest bid
 	outcomes []Outcome
 	ended    []bool
-	first    []time.Time         // first dispatch of each job
-	sentBid  map[sentKey]*pb.Bid // the bid each job was sent to each worker under: its receipt must name it
-	changed  chan struct{}       // closed and replaced on every state change
+	first    []time.Time           // first dispatch of each job
+	sentBid  map[sentKey][]*pb.Bid // the bids each job was sent to each worker under: its receipt must name one
+	changed  chan struct{}         // closed and replaced on every state change
 	running  map[peer.ID]bool
 	lastErr  map[peer.ID]error
 	names    map[string]peer.ID // the machine's worker names (see name)
@@ -65,7 +65,7 @@ func newDispatch(c *Client, s *Series, req *pb.BidRequest, hash [32]byte, offers
 	d := &dispatch{c: c, s: s, req: req, hash: hash, offers: map[peer.ID]Offer{}, onOutcome: onOutcome,
 		outcomes: make([]Outcome, len(s.Jobs)), ended: make([]bool, len(s.Jobs)), first: make([]time.Time, len(s.Jobs)),
 		changed: make(chan struct{}), running: map[peer.ID]bool{}, lastErr: map[peer.ID]error{}, names: map[string]peer.ID{}, ids: map[peer.ID]string{},
-		awards: map[peer.ID][]*award{}, fresh: map[peer.ID]Offer{}, held: map[peer.ID]int{}, sentBid: map[sentKey]*pb.Bid{}, finished: make(chan struct{})}
+		awards: map[peer.ID][]*award{}, fresh: map[peer.ID]Offer{}, held: map[peer.ID]int{}, sentBid: map[sentKey][]*pb.Bid{}, finished: make(chan struct{})}
 	for _, o := range offers {
 		d.offers[o.Worker] = o
 	}
@@ -422,7 +422,13 @@ func (d *dispatch) next(ctx context.Context, worker peer.ID, broken <-chan struc
 			if aw != nil {
 				bid = aw.offer.Bid
 			}
-			d.sentBid[sentKey{e.Job, worker}] = bid
+			// Every send counts: a result the worker kept from an earlier
+			// send (its stream broke after the job ran) names that
+			// send's bid. A job goes to one worker at most a few times.
+			k := sentKey{e.Job, worker}
+			if !slices.Contains(d.sentBid[k], bid) {
+				d.sentBid[k] = append(d.sentBid[k], bid)
+			}
 			if d.onSend != nil {
 				d.onSend(e.Job, worker, bid) // under d.mu, like onOutcome
 			}
@@ -475,6 +481,12 @@ func (d *dispatch) result(worker peer.ID, idx int, aw *award, r *pb.JobResult, c
 	d.held[worker]--
 	if err := protocols.FromPB(r.Error); err != nil {
 		d.returnAwardLocked(aw) // not paid: the escrow covers another job
+		if r.Receipt != nil {
+			// An honest worker signs no receipt for a job it failed. One
+			// that does would be paid after the dispute window, never
+			// acknowledged: dispute it (the notary checks it is ours).
+			d.dispute(r.Receipt)
+		}
 		d.c.log.Emit(events.Event{Kind: events.JobFailed, Peer: w, Series: d.s.ID, Job: r.JobId, Err: err.Error(), Conn: conn})
 		if retryable(err) { // another worker might do it: this one's failure
 			d.c.o.rep.Failed(worker, 1)

@@ -260,15 +260,22 @@ type Disputer interface {
 // to worker: its bid and the bid's price. A receipt naming another bid
 // (another award's escrow) or another price is never acknowledged.
 //
-// It must name the very bid the job was sent to that worker under (an
-// extension's fresh bid, not any bid of the worker's), or, on a resumed
-// run, the bid the crashed run sent it under (a result the worker kept).
+// It must name a bid the job was sent to that worker under (an
+// extension's fresh bid, not any bid of the worker's; an earlier send's,
+// for a result the worker kept when its stream broke), or, on a resumed
+// run, a bid a crashed run sent it under (a result the worker kept).
 func (d *dispatch) awardedLocked(idx int, worker peer.ID, rc *pb.Receipt) bool {
-	if b := d.sentBid[sentKey{idx, worker}]; b != nil && bytes.Equal(rc.BidId, b.BidId) && rc.Price == b.PricePerJob {
-		return true
+	for _, b := range d.sentBid[sentKey{idx, worker}] {
+		if bytes.Equal(rc.BidId, b.BidId) && rc.Price == b.PricePerJob {
+			return true
+		}
 	}
-	p, ok := d.s.Prior[idx]
-	return ok && p.Worker == worker && len(p.BidID) > 0 && bytes.Equal(rc.BidId, p.BidID) && rc.Price == p.Price
+	for _, p := range d.s.Prior[idx] {
+		if p.Worker == worker && len(p.BidID) > 0 && bytes.Equal(rc.BidId, p.BidID) && rc.Price == p.Price {
+			return true
+		}
+	}
+	return false
 }
 
 // sentKey names one job sent to one worker.

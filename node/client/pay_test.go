@@ -17,11 +17,20 @@ func TestReceiptMustNameTheAward(t *testing.T) {
 	w1, w2 := peer.ID("worker-1"), peer.ID("worker-2")
 	bid1, ext1 := &pb.Bid{BidId: []byte("bid-1"), PricePerJob: 3}, &pb.Bid{BidId: []byte("ext-1"), PricePerJob: 4}
 	d := &dispatch{
-		s: &Series{Prior: map[int]PriorSend{3: {Worker: w1, BidID: []byte("old-1"), Price: 2}}},
-		sentBid: map[sentKey]*pb.Bid{
-			{0, w1}: bid1, // job 0 under the first award
-			{1, w1}: ext1, // job 1 under an extension's fresh bid
-			{2, w2}: {BidId: []byte("bid-2"), PricePerJob: 5},
+		s: &Series{Prior: map[int][]PriorSend{
+			3: {{Worker: w1, BidID: []byte("old-1"), Price: 2}},
+			// The crashed run sent job 4 to w1, then (w1's stream broke)
+			// to w2: w1 may still hand back the result it kept.
+			4: {{Worker: w1, BidID: []byte("old-1"), Price: 2}, {Worker: w2, BidID: []byte("old-2"), Price: 5}},
+		}},
+		sentBid: map[sentKey][]*pb.Bid{
+			{0, w1}: {bid1}, // job 0 under the first award
+			{1, w1}: {ext1}, // job 1 under an extension's fresh bid
+			{2, w2}: {{BidId: []byte("bid-2"), PricePerJob: 5}},
+			// Job 5 went to w1 under its first award; the stream broke
+			// after it ran (w1 kept the result) and it went to w1 again
+			// under an extension: the kept receipt names the first.
+			{5, w1}: {bid1, ext1},
 		}}
 	for _, c := range []struct {
 		name   string
@@ -42,6 +51,12 @@ func TestReceiptMustNameTheAward(t *testing.T) {
 		{"the crashed run's award, kept", 3, w1, &pb.Receipt{BidId: []byte("old-1"), Price: 2}, true},
 		{"the crashed run's award, another worker", 3, w2, &pb.Receipt{BidId: []byte("old-1"), Price: 2}, false},
 		{"the crashed run's award, another price", 3, w1, &pb.Receipt{BidId: []byte("old-1"), Price: 9}, false},
+		{"a job sent to it twice, the first award (a kept result)", 5, w1, &pb.Receipt{BidId: []byte("bid-1"), Price: 3}, true},
+		{"a job sent to it twice, the second award", 5, w1, &pb.Receipt{BidId: []byte("ext-1"), Price: 4}, true},
+		{"a job sent to it twice, a mixed bid and price", 5, w1, &pb.Receipt{BidId: []byte("ext-1"), Price: 3}, false},
+		{"the crashed run's first send of a job sent twice", 4, w1, &pb.Receipt{BidId: []byte("old-1"), Price: 2}, true},
+		{"the crashed run's last send of a job sent twice", 4, w2, &pb.Receipt{BidId: []byte("old-2"), Price: 5}, true},
+		{"the crashed run's sends, bids swapped", 4, w2, &pb.Receipt{BidId: []byte("old-1"), Price: 2}, false},
 	} {
 		if got := d.awardedLocked(c.job, c.worker, c.rc); got != c.want {
 			t.Errorf("%s: awarded = %v, want %v", c.name, got, c.want)
