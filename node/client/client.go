@@ -127,10 +127,12 @@ type Series struct {
 	// it first, and it hands back the results it kept instead of running
 	// (and being paid for) them again.
 	Affinity map[int]peer.ID
-	// Prior maps jobs (indexes in Jobs) to the award a crashed run sent
-	// them under (from its sent journal): a receipt the worker kept from
-	// that run names this bid, and is expected, not disputed.
-	Prior map[int]PriorSend
+	// Prior maps jobs (indexes in Jobs) to the awards crashed runs sent
+	// them under (from the sent journal), every one: a job re-sent to a
+	// backup worker was sent to the first too, which may have finished it
+	// and kept its result. A receipt a worker kept from such a run names
+	// that bid, and is expected, not disputed.
+	Prior map[int][]PriorSend
 }
 
 // Job is one job of a series.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -267,8 +268,9 @@ func (d *dispatch) awardedLocked(idx int, worker peer.ID, rc *pb.Receipt) bool {
 	if b := d.sentBid[sentKey{idx, worker}]; b != nil && bytes.Equal(rc.BidId, b.BidId) && rc.Price == b.PricePerJob {
 		return true
 	}
-	p, ok := d.s.Prior[idx]
-	return ok && p.Worker == worker && len(p.BidID) > 0 && bytes.Equal(rc.BidId, p.BidID) && rc.Price == p.Price
+	return slices.ContainsFunc(d.s.Prior[idx], func(p PriorSend) bool {
+		return p.Worker == worker && len(p.BidID) > 0 && bytes.Equal(rc.BidId, p.BidID) && rc.Price == p.Price
+	})
 }
 
 // sentKey names one job sent to one worker.

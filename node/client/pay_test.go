@@ -17,7 +17,8 @@ func TestReceiptMustNameTheAward(t *testing.T) {
 	w1, w2 := peer.ID("worker-1"), peer.ID("worker-2")
 	bid1, ext1 := &pb.Bid{BidId: []byte("bid-1"), PricePerJob: 3}, &pb.Bid{BidId: []byte("ext-1"), PricePerJob: 4}
 	d := &dispatch{
-		s: &Series{Prior: map[int]PriorSend{3: {Worker: w1, BidID: []byte("old-1"), Price: 2}}},
+		s: &Series{Prior: map[int][]PriorSend{3: {{Worker: w1, BidID: []byte("old-1"), Price: 2}},
+			4: {{Worker: w1, BidID: []byte("old-1"), Price: 2}, {Worker: w2, BidID: []byte("old-2"), Price: 5}}}},
 		sentBid: map[sentKey]*pb.Bid{
 			{0, w1}: bid1, // job 0 under the first award
 			{1, w1}: ext1, // job 1 under an extension's fresh bid
@@ -42,6 +43,9 @@ func TestReceiptMustNameTheAward(t *testing.T) {
 		{"the crashed run's award, kept", 3, w1, &pb.Receipt{BidId: []byte("old-1"), Price: 2}, true},
 		{"the crashed run's award, another worker", 3, w2, &pb.Receipt{BidId: []byte("old-1"), Price: 2}, false},
 		{"the crashed run's award, another price", 3, w1, &pb.Receipt{BidId: []byte("old-1"), Price: 9}, false},
+		{"the crashed run's first send, before a backup", 4, w1, &pb.Receipt{BidId: []byte("old-1"), Price: 2}, true},
+		{"the crashed run's backup send", 4, w2, &pb.Receipt{BidId: []byte("old-2"), Price: 5}, true},
+		{"the crashed run's sends, crossed", 4, w2, &pb.Receipt{BidId: []byte("old-1"), Price: 2}, false},
 	} {
 		if got := d.awardedLocked(c.job, c.worker, c.rc); got != c.want {
 			t.Errorf("%s: awarded = %v, want %v", c.name, got, c.want)

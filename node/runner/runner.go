@@ -106,12 +106,12 @@ func RunSpec(ctx context.Context, c *client.Client, req SubmitRequest, builtins 
 		kept := s.Jobs[:0]
 		for _, j := range s.Jobs {
 			if !done[j.ID] {
-				if p, ok := sent[j.ID]; ok {
+				if ps := sent[j.ID]; len(ps) > 0 {
 					if s.Affinity == nil {
-						s.Affinity, s.Prior = map[int]peer.ID{}, map[int]client.PriorSend{}
+						s.Affinity, s.Prior = map[int]peer.ID{}, map[int][]client.PriorSend{}
 					}
-					s.Affinity[len(kept)] = p.Worker
-					s.Prior[len(kept)] = p
+					s.Affinity[len(kept)] = ps[len(ps)-1].Worker // the latest send
+					s.Prior[len(kept)] = ps
 				}
 				kept = append(kept, j)
 			}

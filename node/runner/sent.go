@@ -63,18 +63,20 @@ func (l *sentLog) add(job string, worker peer.ID, bid *pb.Bid) error {
 
 func (l *sentLog) Close() error { return l.f.Close() }
 
-// Sent reads dir's sent journal: the worker each job was last sent to. A
-// missing journal is empty; torn or foreign lines are skipped.
-func Sent(dir string) (map[string]client.PriorSend, error) {
+// Sent reads dir's sent journal: every send of each job, oldest first (a
+// job re-sent to a backup worker, or by an earlier resumed run, has
+// several, and each of those workers may have kept a result). A missing
+// journal is empty; torn or foreign lines are skipped.
+func Sent(dir string) (map[string][]client.PriorSend, error) {
 	f, err := os.Open(filepath.Join(dir, SentFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return map[string]client.PriorSend{}, nil
+		return map[string][]client.PriorSend{}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("runner: sent journal: %w", err)
 	}
 	defer f.Close()
-	out := map[string]client.PriorSend{}
+	out := map[string][]client.PriorSend{}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 4<<10), 64<<10)
 	for sc.Scan() {
@@ -86,7 +88,7 @@ func Sent(dir string) (map[string]client.PriorSend, error) {
 		if err != nil {
 			continue
 		}
-		out[l.Job] = client.PriorSend{Worker: id, BidID: l.Bid, Price: l.Price}
+		out[l.Job] = append(out[l.Job], client.PriorSend{Worker: id, BidID: l.Bid, Price: l.Price})
 	}
 	return out, sc.Err()
 }
