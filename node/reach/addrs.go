@@ -1,6 +1,8 @@
 package reach
 
 import (
+	"net/netip"
+
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 )
@@ -46,7 +48,11 @@ func Dialable(a ma.Multiaddr) bool {
 		return false
 	}
 	switch a[0].Code() {
-	case ma.P_IP4, ma.P_IP6:
+	case ma.P_IP4:
+	case ma.P_IP6:
+		if !publicEmbedded(a[0].RawValue()) {
+			return false
+		}
 	default:
 		return false
 	}
@@ -61,6 +67,40 @@ func Dialable(a ma.Multiaddr) bool {
 		return true
 	}
 	return false
+}
+
+// IPv6 prefixes whose addresses carry an IPv4 address that a translator
+// or relay delivers to (manet calls them public whatever they carry).
+var (
+	nat64WKP   = netip.MustParsePrefix("64:ff9b::/96")   // RFC 6052: IPv4 in the last 32 bits
+	nat64Local = netip.MustParsePrefix("64:ff9b:1::/48") // RFC 8215: the operator's own translator
+	sixToFour  = netip.MustParsePrefix("2002::/16")      // RFC 3056: IPv4 in bits 16-47
+	teredo     = netip.MustParsePrefix("2001::/32")      // RFC 4380: obfuscated IPv4
+)
+
+// publicEmbedded says whether the IPv6 address raw, if it carries an IPv4
+// address, carries a public one: otherwise a peer could steer our dial
+// through a NAT64 gateway or 6to4 relay to a private or loopback host.
+// Local-use NAT64 and Teredo (its IPv4 obfuscated, its use long gone) are
+// never dialled on a peer's say-so.
+func publicEmbedded(raw []byte) bool {
+	ip, ok := netip.AddrFromSlice(raw)
+	if !ok {
+		return false
+	}
+	var v4 [4]byte
+	b := ip.As16()
+	switch {
+	case nat64Local.Contains(ip), teredo.Contains(ip):
+		return false
+	case nat64WKP.Contains(ip):
+		copy(v4[:], b[12:16])
+	case sixToFour.Contains(ip):
+		copy(v4[:], b[2:6])
+	default:
+		return true
+	}
+	return manet.IsPublicAddr(ma.StringCast("/ip4/" + netip.AddrFrom4(v4).String()))
 }
 
 func addrsToBytes(as []ma.Multiaddr) [][]byte {

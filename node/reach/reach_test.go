@@ -161,3 +161,31 @@ func TestQUICGuess(t *testing.T) {
 		t.Fatalf("no QUIC listener: %v, want no guess", got)
 	}
 }
+
+// TestDialableRejectsEmbeddedPrivateIPv4: an IPv6 address that carries an
+// IPv4 one (NAT64, 6to4, Teredo) is dialled through a translator that
+// reaches that IPv4 address; manet calls such addresses public whatever
+// they embed, so a peer could steer our dial at a private or loopback
+// host behind a NAT64 gateway. They count as public only when what they
+// embed is.
+func TestDialableRejectsEmbeddedPrivateIPv4(t *testing.T) {
+	for _, c := range []struct {
+		addr string
+		want bool
+	}{
+		{"/ip6/64:ff9b::909:909/tcp/4001", true},         // NAT64 of 9.9.9.9
+		{"/ip6/64:ff9b::a00:1/tcp/4001", false},          // NAT64 of 10.0.0.1
+		{"/ip6/64:ff9b::7f00:1/udp/4001/quic-v1", false}, // NAT64 of 127.0.0.1
+		{"/ip6/64:ff9b::a9fe:a9fe/tcp/80", false},        // NAT64 of 169.254.169.254
+		{"/ip6/64:ff9b:1::a00:1/tcp/4001", false},        // local-use NAT64 prefix
+		{"/ip6/2002:909:909::1/tcp/4001", true},          // 6to4 of 9.9.9.9
+		{"/ip6/2002:a00:1::1/tcp/4001", false},           // 6to4 of 10.0.0.1
+		{"/ip6/2002:7f00:1::1/tcp/4001", false},          // 6to4 of 127.0.0.1
+		{"/ip6/2001:0:909:909::1/tcp/4001", false},       // Teredo: never
+		{"/ip6/2606:4700::1/tcp/4001", true},
+	} {
+		if got := Dialable(ma.StringCast(c.addr)); got != c.want {
+			t.Errorf("Dialable(%s) = %v, want %v", c.addr, got, c.want)
+		}
+	}
+}

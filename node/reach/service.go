@@ -88,6 +88,11 @@ type Service struct {
 	obs    map[peer.ID]Observation
 	active map[peer.ID]bool        // a reversal with this peer is in flight (either role)
 	recent map[peer.ID][]time.Time // exchanges each peer started with us, within perPeerWindow
+	// started: exchanges we started with each peer, within perPeerWindow.
+	// Each makes us dial the addresses the peer names, so a peer that
+	// reconnects through the relay in a loop gets no more reversals than
+	// one that asks for them (recent).
+	started map[peer.ID][]time.Time
 	// sentQUIC: whether the addresses we sent in a hole punch with the
 	// peer included QUIC (set by FilterLocal, taken by FilterRemote).
 	sentQUIC map[peer.ID]bool
@@ -106,7 +111,7 @@ func (s *Service) spawn(f func()) {
 // New returns a service that is not running yet.
 func New(opts ...Option) *Service {
 	s := &Service{trusted: func(peer.ID) bool { return false }, obs: map[peer.ID]Observation{}, active: map[peer.ID]bool{},
-		recent: map[peer.ID][]time.Time{}, sentQUIC: map[peer.ID]bool{}}
+		recent: map[peer.ID][]time.Time{}, started: map[peer.ID][]time.Time{}, sentQUIC: map[peer.ID]bool{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -368,22 +373,36 @@ func (s *Service) begin(p peer.ID) bool {
 func (s *Service) admit(p peer.ID, now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.recent) >= maxRecent {
-		for q, ts := range s.recent {
+	return admitLocked(s.recent, p, now)
+}
+
+// admitStart records an exchange we start with p; false when we started
+// perPeerMax within perPeerWindow already.
+func (s *Service) admitStart(p peer.ID, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return admitLocked(s.started, p, now)
+}
+
+// admitLocked records an exchange with p in m unless p had perPeerMax
+// within perPeerWindow, or m holds maxRecent peers with recent ones.
+func admitLocked(m map[peer.ID][]time.Time, p peer.ID, now time.Time) bool {
+	if len(m) >= maxRecent {
+		for q, ts := range m {
 			if now.Sub(ts[len(ts)-1]) > perPeerWindow {
-				delete(s.recent, q)
+				delete(m, q)
 			}
 		}
-		if len(s.recent) >= maxRecent {
+		if len(m) >= maxRecent {
 			return false
 		}
 	}
-	ts := slices.DeleteFunc(s.recent[p], func(t time.Time) bool { return now.Sub(t) > perPeerWindow })
+	ts := slices.DeleteFunc(m[p], func(t time.Time) bool { return now.Sub(t) > perPeerWindow })
 	if len(ts) >= perPeerMax {
-		s.recent[p] = ts
+		m[p] = ts
 		return false
 	}
-	s.recent[p] = append(ts, now)
+	m[p] = append(ts, now)
 	return true
 }
 
@@ -416,6 +435,10 @@ func (s *Service) connected(_ network.Network, c network.Conn) {
 		start := time.Now()
 		var err error
 		for i := 0; i < attempts && !hasDirect(s.h, p) && s.ctx.Err() == nil; i++ {
+			if !s.admitStart(p, time.Now()) {
+				err = fmt.Errorf("%w: %d reversals with this peer within %v already", ErrRefused, perPeerMax, perPeerWindow)
+				break
+			}
 			if err = s.initiate(p); err == nil {
 				break
 			}

@@ -3,7 +3,10 @@ package reach
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,8 +16,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	circuit "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	hpb "github.com/libp2p/go-libp2p/p2p/protocol/holepunch/pb"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/p2pjobs/p2pnode/node/events"
 	"github.com/p2pjobs/p2pnode/protocols"
 )
 
@@ -113,5 +118,72 @@ func TestVetoOnlyWhereWeReverse(t *testing.T) {
 	}
 	if _, err := st.Read(make([]byte, 1)); err == nil {
 		t.Fatal("reversal on a direct connection was answered")
+	}
+}
+
+// TestInitiatorRateLimitedPerPeer: a stranger that reconnects to a
+// symmetric-NAT node through the relay in a loop must not make it start a
+// reversal (each of which dials up to MaxAddrs addresses the stranger
+// names) on every connection: the initiator side is bounded per peer like
+// the responder's. Real hosts and a real circuit relay on loopback; the
+// stranger's handler names no address, so nothing is dialled off the box.
+func TestInitiatorRateLimitedPerPeer(t *testing.T) {
+	r := newHost(t, libp2p.EnableRelayService(relay.WithInfiniteLimits()), libp2p.ForceReachabilityPublic())
+	rinfo := peer.AddrInfo{ID: r.ID(), Addrs: r.Addrs()}
+	w, c := newHost(t), newHost(t)
+	var mu sync.Mutex
+	outcomes := 0
+	log := events.New(io.Discard, "w", "worker", events.WithObserver(func(e *events.Event) {
+		if e.Kind == "reversal" {
+			mu.Lock()
+			outcomes++
+			mu.Unlock()
+		}
+	}))
+	t.Cleanup(func() { _ = log.Close() })
+	ws := New(WithLog(log))
+	ws.mu.Lock() // two authorities see w at different ports: symmetric
+	ws.obs[peer.ID("a1")] = Observation{Observer: netip.MustParseAddr("1.1.1.1"), Addr: ma.StringCast("/ip4/8.8.8.8/tcp/4001")}
+	ws.obs[peer.ID("a2")] = Observation{Observer: netip.MustParseAddr("2.2.2.2"), Addr: ma.StringCast("/ip4/8.8.8.8/tcp/61234")}
+	ws.mu.Unlock()
+	if err := ws.Start(w); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ws.Close() })
+
+	var exchanges atomic.Int32
+	c.SetStreamHandler(protocols.Reverse, func(st network.Stream) {
+		defer st.Close()
+		_ = st.SetDeadline(time.Now().Add(5 * time.Second))
+		var m hpb.HolePunch
+		if protocols.NewReader(st, protocols.MaxReverseMsg).Read(&m) != nil {
+			_ = st.Reset()
+			return
+		}
+		exchanges.Add(1)
+		_ = protocols.NewWriter(st, protocols.MaxReverseMsg).Write(&hpb.HolePunch{Type: hpb.HolePunch_CONNECT.Enum()})
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.Connect(ctx, rinfo); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := circuit.Reserve(ctx, w, rinfo); err != nil {
+		t.Fatalf("reserve: %v", err)
+	}
+	circ := ma.StringCast(fmt.Sprintf("%s/p2p/%s/p2p-circuit", r.Addrs()[0], r.ID()))
+	const rounds = 5
+	for i := 1; i <= rounds; i++ {
+		c.Peerstore().ClearAddrs(w.ID()) // through the relay, never directly
+		if err := c.Connect(network.WithAllowLimitedConn(ctx, "test"), peer.AddrInfo{ID: w.ID(), Addrs: []ma.Multiaddr{circ}}); err != nil {
+			t.Fatalf("round %d: relayed connect: %v", i, err)
+		}
+		waitFor(t, "w's reversal outcome", func() bool { mu.Lock(); defer mu.Unlock(); return outcomes >= i })
+		_ = c.Network().ClosePeer(w.ID())
+		waitFor(t, "w to see c gone", func() bool { return w.Network().Connectedness(c.ID()) == network.NotConnected })
+	}
+	if n := exchanges.Load(); n > perPeerMax {
+		t.Fatalf("%d reversal exchanges started with one peer in %d reconnections; want at most %d per %v", n, rounds, perPeerMax, perPeerWindow)
 	}
 }

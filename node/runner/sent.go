@@ -2,9 +2,11 @@ package runner
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -63,8 +65,9 @@ func (l *sentLog) add(job string, worker peer.ID, bid *pb.Bid) error {
 
 func (l *sentLog) Close() error { return l.f.Close() }
 
-// Sent reads dir's sent journal: the sends of each job, in the order they
-// were made (the last is the worker it was last sent to). A missing
+// Sent reads dir's sent journal: every send of each job, oldest first (a
+// job re-sent to a backup worker, or by an earlier resumed run, has
+// several, and each of those workers may have kept a result). A missing
 // journal is empty; torn or foreign lines are skipped.
 func Sent(dir string) (map[string][]client.PriorSend, error) {
 	f, err := os.Open(filepath.Join(dir, SentFile))
@@ -76,18 +79,48 @@ func Sent(dir string) (map[string][]client.PriorSend, error) {
 	}
 	defer f.Close()
 	out := map[string][]client.PriorSend{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 4<<10), 64<<10)
-	for sc.Scan() {
+	err = shortLines(f, maxSentLine, func(b []byte) {
 		var l sentLine
-		if json.Unmarshal(sc.Bytes(), &l) != nil || l.Job == "" {
-			continue
+		if json.Unmarshal(b, &l) != nil || l.Job == "" {
+			return
 		}
 		id, err := peer.Decode(l.Worker)
 		if err != nil {
-			continue
+			return
 		}
 		out[l.Job] = append(out[l.Job], client.PriorSend{Worker: id, BidID: l.Bid, Price: l.Price})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("runner: sent journal: %w", err)
 	}
-	return out, sc.Err()
+	return out, nil
+}
+
+// maxSentLine bounds one journal line: a job ID, a peer ID and a bid ID.
+const maxSentLine = 64 << 10
+
+// shortLines calls fn with each line of r (without its newline) of at
+// most max bytes, and skips longer ones: a journal whose tail a power loss
+// filled with zeros has one such "line", and the lines around it still
+// count.
+func shortLines(r io.Reader, max int, fn func([]byte)) error {
+	br := bufio.NewReaderSize(r, max)
+	long := false
+	for {
+		b, err := br.ReadSlice('\n')
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			long = true
+			continue
+		case err != nil && !errors.Is(err, io.EOF):
+			return err
+		}
+		if !long && len(b) > 0 {
+			fn(bytes.TrimSuffix(b, []byte("\n")))
+		}
+		long = false
+		if err != nil {
+			return nil
+		}
+	}
 }
